@@ -1,0 +1,1 @@
+"""Group transports: Spread, single-node, and the local SysV message queues."""
