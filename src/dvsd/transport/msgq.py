@@ -1,0 +1,349 @@
+"""The local link between ``dvsctl`` and ``dvsd``: two SysV message queues.
+
+Requests go on the request queue with message type 1.  Replies go on the
+reply queue with the *client's pid* as message type, so each ``dvsctl``
+receives only its own replies however many run at once.  A reply larger than
+the kernel's message limit (``/proc/sys/kernel/msgmax``, 8192 bytes by
+default) is cut into numbered chunks and put together again by the client.
+
+The codec part (:func:`encode_client_message`, :func:`split_reply`,
+:class:`Reassembler`) is plain functions on bytes; :class:`DaemonQueues`
+wraps the queues for the Trio daemon, :class:`ClientQueues` for the blocking
+CLI.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import random
+import struct
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import msgpack
+import structlog
+import sysv_ipc
+
+log = structlog.get_logger("dvsd.msgq")
+
+REQUEST_MTYPE = 1
+#: Message type dvsd sends itself to unblock its own receiving thread at exit.
+WAKE_MTYPE = 2
+
+# cseq (the client's id for this request), chunk index, chunk count
+_CHUNK_HEADER = struct.Struct("!IHH")
+
+
+class MsgqError(Exception):
+    """Bytes on a queue that are not a message of this protocol."""
+
+
+class Op(enum.StrEnum):
+    REQUEST = "request"
+    STATUS = "status"
+    WAKE = "wake"
+
+
+def message_limit() -> int:
+    """The kernel's largest SysV message (``msgmax``), 8192 where unreadable."""
+    try:
+        with open("/proc/sys/kernel/msgmax") as source:
+            return int(source.read())
+    except (OSError, ValueError):
+        return 8192
+
+
+@attrs.frozen
+class ClientMessage:
+    """One message from ``dvsctl`` to ``dvsd``.
+
+    ``destinations`` is ``None`` for all nodes, else a list of node ids
+    (``[]`` means "this node").  ``timeout`` overrides the configured
+    request timeout.
+    """
+
+    op: Op
+    client: int
+    cseq: int
+    rqst_type: int = 0
+    destinations: list[int] | None = None
+    params: Any = attrs.field(factory=dict)
+    timeout: float | None = None
+
+
+def encode_client_message(message: ClientMessage) -> bytes:
+    return msgpack.packb(
+        {
+            "op": str(message.op),
+            "client": message.client,
+            "cseq": message.cseq,
+            "rqst_type": message.rqst_type,
+            "destinations": message.destinations,
+            "params": message.params,
+            "timeout": message.timeout,
+        },
+        use_bin_type=True,
+    )
+
+
+def decode_client_message(data: bytes) -> ClientMessage:
+    """Decode a client message; raises :class:`MsgqError` naming what is wrong."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as error:  # msgpack raises several unrelated types
+        raise MsgqError(f"request is not valid MessagePack: {error}") from None
+    if not isinstance(raw, dict):
+        raise MsgqError("request must be a map")
+    try:
+        op = Op(raw.get("op"))
+    except ValueError:
+        raise MsgqError(f"unknown op {raw.get('op')!r}") from None
+    client, cseq = raw.get("client"), raw.get("cseq")
+    for name, value in (("client", client), ("cseq", cseq)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MsgqError(f"{name} must be a non-negative integer, got {value!r}")
+    rqst_type = raw.get("rqst_type", 0)
+    if isinstance(rqst_type, bool) or not isinstance(rqst_type, int):
+        raise MsgqError(f"rqst_type must be an integer, got {rqst_type!r}")
+    destinations = raw.get("destinations")
+    if destinations is not None and (
+        not isinstance(destinations, list)
+        or not all(isinstance(node, int) and not isinstance(node, bool) for node in destinations)
+    ):
+        raise MsgqError("destinations must be null or a list of node ids")
+    timeout = raw.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise MsgqError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    return ClientMessage(
+        op=op,
+        client=client,
+        cseq=cseq,
+        rqst_type=rqst_type,
+        destinations=destinations,
+        params=raw.get("params") or {},
+        timeout=timeout,
+    )
+
+
+def split_reply(cseq: int, payload: bytes, limit: int) -> list[bytes]:
+    """Cut a reply into queue messages of at most ``limit`` bytes each."""
+    room = limit - _CHUNK_HEADER.size
+    count = max(1, math.ceil(len(payload) / room))
+    if count > 0xFFFF:
+        raise MsgqError(f"reply of {len(payload)} bytes needs more than 65535 chunks")
+    return [
+        _CHUNK_HEADER.pack(cseq, index, count) + payload[index * room : (index + 1) * room]
+        for index in range(count)
+    ]
+
+
+@attrs.define
+class Reassembler:
+    """Collects the chunks of one reply; chunks of other requests are ignored.
+
+    A pid can be reused by a later ``dvsctl``, so stale chunks of an earlier
+    client with the same pid may still sit on the queue; the ``cseq`` tells
+    them apart.
+    """
+
+    cseq: int
+    _parts: dict[int, bytes] = attrs.field(factory=dict)
+    _count: int | None = None
+
+    def feed(self, message: bytes) -> bytes | None:
+        """Take one queue message; return the whole reply once complete."""
+        if len(message) < _CHUNK_HEADER.size:
+            return None
+        cseq, index, count = _CHUNK_HEADER.unpack_from(message)
+        if cseq != self.cseq or count == 0 or index >= count:
+            return None
+        if self._count is not None and count != self._count:
+            return None
+        self._count = count
+        self._parts[index] = message[_CHUNK_HEADER.size :]
+        if len(self._parts) == count:
+            return b"".join(self._parts[i] for i in range(count))
+        return None
+
+
+def open_queue(key: int, mode: int, *, create: bool) -> sysv_ipc.MessageQueue:
+    flags = sysv_ipc.IPC_CREAT if create else 0
+    return sysv_ipc.MessageQueue(key, flags, mode=mode)
+
+
+class DaemonQueues:
+    """The daemon's side: receive client messages, deliver replies, never block.
+
+    Receiving runs in a worker thread (``msgrcv`` has no non-blocking wait
+    that Trio could poll); sending uses ``IPC_NOWAIT`` and backs off while the
+    reply queue is full, giving up on a client that has gone away.
+    """
+
+    def __init__(self, request_key: int, reply_key: int, mode: int = 0o660) -> None:
+        self.requests = open_queue(request_key, mode, create=True)
+        self.replies = open_queue(reply_key, mode, create=True)
+        self.limit = message_limit()
+        self._closing = threading.Event()
+        #: Clients with reply chunks we may have left on the queue.
+        self.pending_clients: set[int] = set()
+
+    def receive_blocking(self) -> bytes | None:
+        """Block until a client message arrives; ``None`` once :meth:`wake` ran."""
+        while True:
+            try:
+                data, mtype = self.requests.receive(type=-WAKE_MTYPE)
+            except sysv_ipc.ExistentialError:
+                return None
+            if mtype == WAKE_MTYPE or self._closing.is_set():
+                return None
+            return data
+
+    def wake(self) -> None:
+        """Unblock :meth:`receive_blocking` so the daemon can exit."""
+        self._closing.set()
+        try:
+            self.requests.send(b"", block=False, type=WAKE_MTYPE)
+        except sysv_ipc.Error:
+            pass
+
+    async def deliver(self, client: int, cseq: int, payload: bytes, deadline: float) -> bool:
+        """Put one reply on the queue for ``client``; False if it was dropped.
+
+        While the queue is full this waits in short, growing steps (the
+        kernel offers no readiness event for SysV queues) until ``deadline``.
+        A client whose process is gone is dropped at once, with any chunks of
+        its already on the queue.
+        """
+        import trio
+
+        chunks = split_reply(cseq, payload, self.limit)
+        self.pending_clients.add(client)
+        pause = 0.001
+        for chunk in chunks:
+            while True:
+                try:
+                    self.replies.send(chunk, block=False, type=client)
+                    break
+                except sysv_ipc.BusyError:
+                    if not pid_alive(client) or trio.current_time() >= deadline:
+                        self.purge(client)
+                        log.warning(
+                            "reply_dropped",
+                            client=client,
+                            cseq=cseq,
+                            reason="client gone" if not pid_alive(client) else "queue full",
+                        )
+                        return False
+                    await trio.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+                except sysv_ipc.ExistentialError:
+                    log.error("reply_queue_removed", client=client)
+                    return False
+        return True
+
+    def purge(self, client: int) -> int:
+        """Remove every chunk still queued for ``client``; returns how many."""
+        removed = 0
+        while True:
+            try:
+                self.replies.receive(block=False, type=client)
+            except (sysv_ipc.BusyError, sysv_ipc.ExistentialError):
+                break
+            removed += 1
+        self.pending_clients.discard(client)
+        return removed
+
+    def sweep(self) -> int:
+        """Purge the chunks of clients whose processes have exited."""
+        removed = 0
+        for client in [pid for pid in self.pending_clients if not pid_alive(pid)]:
+            removed += self.purge(client)
+        return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DaemonUnreachable(Exception):
+    """No dvsd serves these queues."""
+
+
+class ClientQueues:
+    """The CLI's side: one request out, one (possibly chunked) reply back."""
+
+    def __init__(self, request_key: int, reply_key: int) -> None:
+        try:
+            self.requests = open_queue(request_key, 0, create=False)
+            self.replies = open_queue(reply_key, 0, create=False)
+        except sysv_ipc.ExistentialError:
+            raise DaemonUnreachable(
+                f"no dvsd queues with keys {request_key}/{reply_key}: is dvsd running?"
+            ) from None
+        except sysv_ipc.PermissionsError:
+            raise DaemonUnreachable(
+                f"no permission to use the dvsd queues {request_key}/{reply_key}"
+            ) from None
+        self.limit = message_limit()
+        self.client = os.getpid()
+
+    def daemon_pid(self) -> int:
+        """The pid of the process that last read the request queue (dvsd)."""
+        return self.requests.last_receive_pid
+
+    def new_cseq(self) -> int:
+        return random.getrandbits(32)
+
+    def exchange(self, message: ClientMessage, wait: float) -> bytes:
+        """Send one message and return its whole reply, waiting at most ``wait`` s."""
+        data = encode_client_message(message)
+        if len(data) > self.limit:
+            raise ValueError(
+                f"request is {len(data)} bytes; one queue message holds {self.limit}"
+            )
+        pid = self.daemon_pid()
+        if pid == 0 or not pid_alive(pid):
+            raise DaemonUnreachable("dvsd is not running (no process reads its queue)")
+        result: list[bytes] = []
+        failure: list[BaseException] = []
+
+        def converse() -> None:
+            try:
+                self.requests.send(data, block=True, type=REQUEST_MTYPE)
+                assembler = Reassembler(message.cseq)
+                while True:
+                    chunk, _ = self.replies.receive(block=True, type=self.client)
+                    whole = assembler.feed(chunk)
+                    if whole is not None:
+                        result.append(whole)
+                        return
+            except BaseException as error:  # handed to the waiting thread
+                failure.append(error)
+
+        worker = threading.Thread(target=converse, daemon=True)
+        worker.start()
+        worker.join(wait)
+        if failure:
+            if isinstance(failure[0], sysv_ipc.ExistentialError):
+                raise DaemonUnreachable("the dvsd queues were removed") from None
+            raise failure[0]
+        if not result:
+            raise DaemonUnreachable(f"dvsd did not answer within {wait:.1f} s")
+        return result[0]
+
+
+def iter_chunks(payload: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(payload), size):
+        yield payload[start : start + size]

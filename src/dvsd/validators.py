@@ -1,0 +1,57 @@
+"""attrs validators whose messages name the field and the allowed values.
+
+A request's parameters are checked twice with the same classes: by ``dvsctl``
+before anything is sent, and by the node that executes it.  The messages are
+shown to administrators as they are, so they say which argument is wrong,
+what is allowed and what was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import attrs
+
+
+def in_range(low: int, high: int) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """Accept integers from ``low`` to ``high``, both included."""
+
+    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{attribute.name} must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"{attribute.name} must be in {low}..{high}, got {value}")
+
+    return check
+
+
+def max_len(limit: int) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """Accept strings (or bytes) of at most ``limit`` characters."""
+
+    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if len(value) > limit:
+            raise ValueError(
+                f"{attribute.name} must be at most {limit} characters, got {len(value)}"
+            )
+
+    return check
+
+
+def one_of(allowed: Collection[Any]) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """Accept only the listed values."""
+    shown = ", ".join(repr(value) for value in allowed)
+
+    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in allowed:
+            raise ValueError(f"{attribute.name} must be one of {shown}, got {value!r}")
+
+    return check
+
+
+def positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Accept numbers greater than zero."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be greater than 0, got {value}")
