@@ -179,6 +179,13 @@ def from_mapping(raw: dict[str, Any], *, source: str = "mapping") -> Config:
     )
 
 
+def with_node_id(settings: Config, node_id: int) -> Config:
+    """The same configuration for another node id (``dvsd --node-id``)."""
+    if not 0 <= node_id <= MAX_NODE_ID:
+        raise ConfigError(f"node id must be in 0..{MAX_NODE_ID}, got {node_id}")
+    return attrs.evolve(settings, node_id=node_id)
+
+
 def _reject_unknown(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
     for key in table:
         if key not in allowed:
@@ -226,11 +233,15 @@ def _coerce(key: str, value: Any, field: attrs.Attribute) -> Any:
         return value
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"key {key} must be a number of seconds > 0, got {value!r}")
+            raise ConfigError(
+                f"key {key} must be a number of seconds > 0, got {value!r}"
+            )
         return float(value)
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"key {key} must be a non-negative integer, got {value!r}")
+            raise ConfigError(
+                f"key {key} must be a non-negative integer, got {value!r}"
+            )
         return value
     if isinstance(default, str):
         if not isinstance(value, str) or not value:
@@ -258,10 +269,14 @@ def _check(built: dict[str, Any]) -> None:
     if msgq.request_key == msgq.reply_key:
         raise ConfigError("keys msgq.request_key and msgq.reply_key must differ")
     if msgq.mode > 0o777:
-        raise ConfigError(f"key msgq.mode must be permission bits <= 0o777, got {msgq.mode:o}")
+        raise ConfigError(
+            f"key msgq.mode must be permission bits <= 0o777, got {msgq.mode:o}"
+        )
     for node in built["cluster"].nodes:
         if not 0 <= node <= MAX_NODE_ID:
-            raise ConfigError(f"key cluster.nodes must hold node ids in 0..{MAX_NODE_ID}")
+            raise ConfigError(
+                f"key cluster.nodes must hold node ids in 0..{MAX_NODE_ID}"
+            )
 
 
 def _host_section(table: Any) -> Any:

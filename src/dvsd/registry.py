@@ -196,7 +196,9 @@ def handler(
     return register
 
 
-def load_handlers(registry: Registry | None = None, *, plugins: bool = True) -> Registry:
+def load_handlers(
+    registry: Registry | None = None, *, plugins: bool = True
+) -> Registry:
     """Import the built-in handler modules and, if asked, the installed plugins.
 
     A plugin that fails to import is logged and skipped: one broken third-party
@@ -304,8 +306,9 @@ async def execute(
     entry = registry.get(rqst_type)
     if entry is None:
         return Reply(
-            rcode=ReturnCode.UNKNOWN_TYPE,
-            error=f"node {ctx.node_id} has no handler for request type {rqst_type}",
+            rcode=ReturnCode.BAD_REQUEST,
+            error=f"unknown request type {rqst_type}: node {ctx.node_id} has no"
+            " handler for it",
         )
     try:
         params = build_params(entry, raw_params)

@@ -80,7 +80,6 @@ class ReturnCode(enum.IntEnum):
 
     OK = 0
     BAD_REQUEST = -1001
-    UNKNOWN_TYPE = -1002
     MANY_LINES_TO_ALL = -1003
     TIMEOUT = -1004
     NODE_LEFT = -1005

@@ -139,7 +139,9 @@ def encode_request(request: WireRequest) -> bytes:
             raise WireError("too many destination nodes")
         for node in request.destinations:
             if not 0 <= node <= MAX_NODE_ID:
-                raise WireError(f"destination node must be in 0..{MAX_NODE_ID}, got {node}")
+                raise WireError(
+                    f"destination node must be in 0..{MAX_NODE_ID}, got {node}"
+                )
         count = len(request.destinations)
         destinations = b"".join(_NODE_ID.pack(node) for node in request.destinations)
     params = _pack(request.params)
@@ -285,7 +287,9 @@ def _decode_reply(data: bytes) -> WireReply:
     items = body["items"]
     error = body.get("error")
     if len(items) != item_count:
-        raise WireError(f"reply header counts {item_count} items, body has {len(items)}")
+        raise WireError(
+            f"reply header counts {item_count} items, body has {len(items)}"
+        )
     if error is not None and not isinstance(error, str):
         raise WireError("reply error must be a string")
     return WireReply(

@@ -20,7 +20,6 @@ import os
 import random
 import struct
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -33,6 +32,12 @@ log = structlog.get_logger("dvsd.msgq")
 REQUEST_MTYPE = 1
 #: Message type dvsd sends itself to unblock its own receiving thread at exit.
 WAKE_MTYPE = 2
+#: Message type dvsd sends itself at start: reading it records dvsd's pid as
+#: the queue's last reader, which is how dvsctl knows a live dvsd serves it.
+HELLO_MTYPE = 3
+
+#: Low bits of a reply type that hold the client's pid (Linux pid_max <= 2**22).
+PID_MASK = (1 << 22) - 1
 
 # cseq (the client's id for this request), chunk index, chunk count
 _CHUNK_HEADER = struct.Struct("!IHH")
@@ -63,12 +68,15 @@ class ClientMessage:
 
     ``destinations`` is ``None`` for all nodes, else a list of node ids
     (``[]`` means "this node").  ``timeout`` overrides the configured
-    request timeout.
+    request timeout.  ``reply_type`` is the message type the reply is queued
+    under: the client's pid, or ``pid | k << 22`` for the k-th of several
+    requests one client has in flight at once (pids stay below 2**22).
     """
 
     op: Op
     client: int
     cseq: int
+    reply_type: int = 0
     rqst_type: int = 0
     destinations: list[int] | None = None
     params: Any = attrs.field(factory=dict)
@@ -81,6 +89,7 @@ def encode_client_message(message: ClientMessage) -> bytes:
             "op": str(message.op),
             "client": message.client,
             "cseq": message.cseq,
+            "reply_type": message.reply_type or message.client,
             "rqst_type": message.rqst_type,
             "destinations": message.destinations,
             "params": message.params,
@@ -106,24 +115,38 @@ def decode_client_message(data: bytes) -> ClientMessage:
     for name, value in (("client", client), ("cseq", cseq)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise MsgqError(f"{name} must be a non-negative integer, got {value!r}")
+    reply_type = raw.get("reply_type") or client
+    if (
+        isinstance(reply_type, bool)
+        or not isinstance(reply_type, int)
+        or not 0 < reply_type < 2**62
+        or reply_type & PID_MASK != client
+    ):
+        raise MsgqError(f"reply_type {reply_type!r} does not belong to client {client}")
     rqst_type = raw.get("rqst_type", 0)
     if isinstance(rqst_type, bool) or not isinstance(rqst_type, int):
         raise MsgqError(f"rqst_type must be an integer, got {rqst_type!r}")
     destinations = raw.get("destinations")
     if destinations is not None and (
         not isinstance(destinations, list)
-        or not all(isinstance(node, int) and not isinstance(node, bool) for node in destinations)
+        or not all(
+            isinstance(node, int) and not isinstance(node, bool)
+            for node in destinations
+        )
     ):
         raise MsgqError("destinations must be null or a list of node ids")
     timeout = raw.get("timeout")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or timeout <= 0
     ):
         raise MsgqError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     return ClientMessage(
         op=op,
         client=client,
         cseq=cseq,
+        reply_type=reply_type,
         rqst_type=rqst_type,
         destinations=destinations,
         params=raw.get("params") or {},
@@ -138,7 +161,8 @@ def split_reply(cseq: int, payload: bytes, limit: int) -> list[bytes]:
     if count > 0xFFFF:
         raise MsgqError(f"reply of {len(payload)} bytes needs more than 65535 chunks")
     return [
-        _CHUNK_HEADER.pack(cseq, index, count) + payload[index * room : (index + 1) * room]
+        _CHUNK_HEADER.pack(cseq, index, count)
+        + payload[index * room : (index + 1) * room]
         for index in range(count)
     ]
 
@@ -193,15 +217,28 @@ class DaemonQueues:
         #: Clients with reply chunks we may have left on the queue.
         self.pending_clients: set[int] = set()
 
+    def current_reader(self) -> int | None:
+        """The pid of another live process serving the request queue, if any."""
+        pid = self.requests.last_receive_pid
+        if pid and pid != os.getpid() and pid_alive(pid):
+            return pid
+        return None
+
+    def announce(self) -> None:
+        """Leave a message for ourselves; receiving it makes us the queue's reader."""
+        self.requests.send(b"", block=False, type=HELLO_MTYPE)
+
     def receive_blocking(self) -> bytes | None:
         """Block until a client message arrives; ``None`` once :meth:`wake` ran."""
         while True:
             try:
-                data, mtype = self.requests.receive(type=-WAKE_MTYPE)
+                data, mtype = self.requests.receive(type=-HELLO_MTYPE)
             except sysv_ipc.ExistentialError:
                 return None
             if mtype == WAKE_MTYPE or self._closing.is_set():
                 return None
+            if mtype == HELLO_MTYPE:
+                continue
             return data
 
     def wake(self) -> None:
@@ -212,8 +249,10 @@ class DaemonQueues:
         except sysv_ipc.Error:
             pass
 
-    async def deliver(self, client: int, cseq: int, payload: bytes, deadline: float) -> bool:
-        """Put one reply on the queue for ``client``; False if it was dropped.
+    async def deliver(
+        self, client: int, reply_type: int, cseq: int, payload: bytes, deadline: float
+    ) -> bool:
+        """Queue one reply under ``reply_type`` for ``client``; False if dropped.
 
         While the queue is full this waits in short, growing steps (the
         kernel offers no readiness event for SysV queues) until ``deadline``.
@@ -223,21 +262,23 @@ class DaemonQueues:
         import trio
 
         chunks = split_reply(cseq, payload, self.limit)
-        self.pending_clients.add(client)
+        self.pending_clients.add(reply_type)
         pause = 0.001
         for chunk in chunks:
             while True:
                 try:
-                    self.replies.send(chunk, block=False, type=client)
+                    self.replies.send(chunk, block=False, type=reply_type)
                     break
                 except sysv_ipc.BusyError:
                     if not pid_alive(client) or trio.current_time() >= deadline:
-                        self.purge(client)
+                        self.purge(reply_type)
                         log.warning(
                             "reply_dropped",
                             client=client,
                             cseq=cseq,
-                            reason="client gone" if not pid_alive(client) else "queue full",
+                            reason="client gone"
+                            if not pid_alive(client)
+                            else "queue full",
                         )
                         return False
                     await trio.sleep(pause)
@@ -247,23 +288,24 @@ class DaemonQueues:
                     return False
         return True
 
-    def purge(self, client: int) -> int:
-        """Remove every chunk still queued for ``client``; returns how many."""
+    def purge(self, reply_type: int) -> int:
+        """Remove every chunk still queued under ``reply_type``; returns how many."""
         removed = 0
         while True:
             try:
-                self.replies.receive(block=False, type=client)
+                self.replies.receive(block=False, type=reply_type)
             except (sysv_ipc.BusyError, sysv_ipc.ExistentialError):
                 break
             removed += 1
-        self.pending_clients.discard(client)
+        self.pending_clients.discard(reply_type)
         return removed
 
     def sweep(self) -> int:
         """Purge the chunks of clients whose processes have exited."""
         removed = 0
-        for client in [pid for pid in self.pending_clients if not pid_alive(pid)]:
-            removed += self.purge(client)
+        gone = [kind for kind in self.pending_clients if not pid_alive(kind & PID_MASK)]
+        for reply_type in gone:
+            removed += self.purge(reply_type)
         return removed
 
 
@@ -316,6 +358,7 @@ class ClientQueues:
         pid = self.daemon_pid()
         if pid == 0 or not pid_alive(pid):
             raise DaemonUnreachable("dvsd is not running (no process reads its queue)")
+        reply_type = message.reply_type or self.client
         result: list[bytes] = []
         failure: list[BaseException] = []
 
@@ -324,7 +367,7 @@ class ClientQueues:
                 self.requests.send(data, block=True, type=REQUEST_MTYPE)
                 assembler = Reassembler(message.cseq)
                 while True:
-                    chunk, _ = self.replies.receive(block=True, type=self.client)
+                    chunk, _ = self.replies.receive(block=True, type=reply_type)
                     whole = assembler.feed(chunk)
                     if whole is not None:
                         result.append(whole)
@@ -342,8 +385,3 @@ class ClientQueues:
         if not result:
             raise DaemonUnreachable(f"dvsd did not answer within {wait:.1f} s")
         return result[0]
-
-
-def iter_chunks(payload: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(payload), size):
-        yield payload[start : start + size]

@@ -1,0 +1,7 @@
+"""``python -m dvsd``: run the daemon in the foreground."""
+
+import sys
+
+from dvsd.daemon import main
+
+sys.exit(main())

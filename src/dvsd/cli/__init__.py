@@ -1,0 +1,385 @@
+"""``dvsctl``: ask the local dvsd to run a request on one node, some, or all.
+
+Exit codes: 0 every node answered well; 1 some node returned an error;
+2 usage or configuration error; 3 dvsd unreachable; 4 some node did not
+answer (it left the group or timed out).  4 wins over 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import importlib
+import json
+import sys
+from typing import Any
+
+import msgpack
+
+from dvsd import config as config_module
+from dvsd.cli.framework import COMMANDS, Command, default_render
+from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
+from dvsd.rqst import ReturnCode, return_code_name
+from dvsd.transport.msgq import ClientMessage, ClientQueues, DaemonUnreachable, Op
+
+CLI_MODULES = ("cluster",)
+
+EXIT_OK, EXIT_NODE_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_MISSING = 0, 1, 2, 3, 4
+
+#: Seconds dvsctl waits beyond the request timeout before it calls dvsd gone;
+#: dvsd always answers by the deadline, so this only covers a dead daemon.
+GRACE = 3.0
+
+
+class UsageError(Exception):
+    """A command line that cannot be sent; exit code 2."""
+
+
+def parse_nodes(text: str) -> list[int]:
+    """``"0-2,5"`` -> ``[0, 1, 2, 5]``."""
+    nodes: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                first, last = (int(end) for end in part.split("-", 1))
+                if first > last:
+                    raise ValueError
+                nodes.update(range(first, last + 1))
+            else:
+                nodes.add(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--nodes takes ids and ranges like 0-2,5; {part!r} is neither"
+            ) from None
+    if any(node < 0 or node > 0xFFFE for node in nodes):
+        raise argparse.ArgumentTypeError("--nodes: node ids must be in 0..65534")
+    return sorted(nodes)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options accepted before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--config", help="dvsd configuration file (TOML)")
+    where = common.add_mutually_exclusive_group()
+    where.add_argument("--node", type=int, help="run on this node id")
+    where.add_argument("--all", action="store_true", help="run on every node")
+    where.add_argument("--nodes", type=parse_nodes, help="run on these nodes: 0-2,5")
+    common.add_argument("--json", action="store_true", help="print one JSON object")
+    common.add_argument("--timeout", type=float, help="seconds to wait for the nodes")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in CLI_MODULES:
+        importlib.import_module(f"dvsd.cli.{module}")
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="dvsctl",
+        parents=[common],
+        description="Run a DVS management request on one node, some nodes or all.",
+        epilog="Exit codes: 0 ok, 1 a node returned an error, 2 usage,"
+        " 3 dvsd unreachable, 4 a node did not answer.",
+    )
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    groups.add_parser("status", parents=[common], help="show this node's dvsd")
+    call = groups.add_parser(
+        "call", parents=[common], help="send any request type by name or number"
+    )
+    call.add_argument("type", help="request type name (GETDVSINFO) or number")
+    call.add_argument("params", nargs="*", metavar="KEY=VALUE", help="parameters")
+
+    by_group: dict[str, list[Command]] = {}
+    for entry in COMMANDS:
+        by_group.setdefault(entry.group, []).append(entry)
+    for group, entries in by_group.items():
+        if len(entries) == 1 and entries[0].name is None:
+            sub = groups.add_parser(group, parents=[common], help=entries[0].help)
+            _add_arguments(sub, entries[0])
+            continue
+        family = groups.add_parser(group, help=f"{group} requests")
+        names = family.add_subparsers(dest="name", metavar="ACTION", required=True)
+        for entry in entries:
+            sub = names.add_parser(entry.name, parents=[common], help=entry.help)
+            _add_arguments(sub, entry)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser, entry: Command) -> None:
+    parser.set_defaults(command=entry)
+    for argument in entry.args:
+        parser.add_argument(*argument.names, **argument.options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"dvsctl: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DaemonUnreachable as error:
+        print(f"dvsctl: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path = getattr(args, "config", None) or config_module.default_path()
+        settings = config_module.load(path)
+    except config_module.ConfigError as error:
+        raise UsageError(f"configuration: {error}") from None
+    as_json = getattr(args, "json", False)
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be greater than 0, got {timeout}")
+    wait = (timeout or settings.requests.timeout) + GRACE
+    queues = ClientQueues(settings.msgq.request_key, settings.msgq.reply_key)
+
+    if args.group == "status":
+        status = exchange(
+            queues, ClientMessage(Op.STATUS, queues.client, queues.new_cseq()), wait
+        )
+        print(json.dumps(status, indent=2) if as_json else render_status(status))
+        return EXIT_OK
+
+    load_handlers(plugins=True)
+    if args.group == "call":
+        # A number nobody registered here is still sent: the nodes may know it
+        # (a plugin installed there), and if not they say so in their replies.
+        entry = REGISTRY.by_name(args.type)
+        if entry is not None:
+            rqst_type = entry.rqst_type
+        elif args.type.isdigit() and 0 < int(args.type) <= 0xFFFF:
+            rqst_type = int(args.type)
+            entry = REGISTRY.get(rqst_type)
+        else:
+            raise UsageError(
+                f"unknown request type {args.type!r}: give a registered name"
+                " or a number in 1..65535"
+            )
+        params, renderer = parse_key_values(args.params), None
+    else:
+        command: Command = args.command
+        rqst_type, renderer = command.rqst, command.render
+        params = command.build(args)
+        entry = REGISTRY.get(rqst_type)
+    if entry is not None:
+        try:
+            build_params(entry, params)  # the node checks again; nothing bad leaves
+        except RequestError as error:
+            raise UsageError(error.message) from None
+
+    destinations = destinations_from(args)
+    many_lines = entry is not None and entry.many_lines
+    if many_lines and (destinations is None or len(destinations) > 1):
+        result = fan_out(queues, rqst_type, params, destinations, timeout, wait)
+    else:
+        message = ClientMessage(
+            Op.REQUEST,
+            queues.client,
+            queues.new_cseq(),
+            rqst_type=rqst_type,
+            destinations=destinations,
+            params=params,
+            timeout=timeout,
+        )
+        result = exchange(queues, message, wait)
+    if as_json:
+        print(json.dumps(jsonable(result), indent=2))
+    else:
+        print(render_result(result, renderer or default_render, fold=many_lines))
+    return exit_code(result)
+
+
+def destinations_from(args: argparse.Namespace) -> list[int] | None:
+    if getattr(args, "all", False):
+        return None
+    if getattr(args, "node", None) is not None:
+        return [args.node]
+    if getattr(args, "nodes", None) is not None:
+        return list(args.nodes)
+    return []  # this node
+
+
+def parse_key_values(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"parameter {pair!r} is not KEY=VALUE")
+        try:
+            params[key] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key] = text
+    return params
+
+
+def exchange(
+    queues: ClientQueues, message: ClientMessage, wait: float
+) -> dict[str, Any]:
+    try:
+        payload = queues.exchange(message, wait)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+
+
+def fan_out(
+    queues: ClientQueues,
+    rqst_type: int,
+    params: dict[str, Any],
+    destinations: list[int] | None,
+    timeout: float | None,
+    wait: float,
+) -> dict[str, Any]:
+    """Send a many-line request to each node separately, at once, and gather."""
+    if destinations is None:
+        status = exchange(
+            queues, ClientMessage(Op.STATUS, queues.client, queues.new_cseq()), wait
+        )
+        destinations = sorted(status["view"]["members"])
+
+    def one(index_and_node: tuple[int, int]) -> dict[str, Any]:
+        # The threads share one pid, so each request gets its own reply type:
+        # a receiver asking for its pid alone would take the others' chunks.
+        index, node = index_and_node
+        message = ClientMessage(
+            Op.REQUEST,
+            queues.client,
+            queues.new_cseq(),
+            reply_type=queues.client | (index + 1) << 22,
+            rqst_type=rqst_type,
+            destinations=[node],
+            params=params,
+            timeout=timeout,
+        )
+        return exchange(queues, message, wait)
+
+    workers = min(16, len(destinations) or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, enumerate(destinations)))
+    merged: dict[str, Any] = {
+        "request": results[0]["request"] if results else str(rqst_type),
+        "rqst_type": rqst_type,
+        "rcode": 0,
+        "error": None,
+        "replies": [],
+        "missing": [],
+    }
+    for result in results:
+        merged["replies"].extend(result["replies"])
+        merged["missing"].extend(result["missing"])
+        if result.get("error") and not merged["error"]:
+            merged["error"], merged["rcode"] = result["error"], result["rcode"]
+    return merged
+
+
+def exit_code(result: dict[str, Any]) -> int:
+    if result.get("missing"):
+        return EXIT_MISSING
+    if result.get("error") or any(reply["rcode"] < 0 for reply in result["replies"]):
+        return EXIT_NODE_ERROR
+    return EXIT_OK
+
+
+def describe_error(rcode: int, error: str | None) -> str:
+    return f"{return_code_name(rcode)} ({rcode}): {error or 'no details'}"
+
+
+def render_result(result: dict[str, Any], renderer, *, fold: bool) -> str:
+    lines: list[str] = []
+    if result.get("error"):
+        lines.append(f"error: {describe_error(result['rcode'], result['error'])}")
+    sections: list[tuple[list[int], str]] = []
+    for reply in sorted(result["replies"], key=lambda reply: reply["node"]):
+        if reply["rcode"] < 0:
+            body = f"error {describe_error(reply['rcode'], reply.get('error'))}"
+        else:
+            body = renderer(reply.get("items") or [])
+            if reply.get("truncated"):
+                body += f"\n(output cut: full size {reply.get('full_size')} bytes)"
+            if not body:
+                body = "ok" if reply["rcode"] == 0 else f"ok (rcode {reply['rcode']})"
+        if fold:
+            for nodes, text in sections:
+                if text == body:
+                    nodes.append(reply["node"])
+                    break
+            else:
+                sections.append(([reply["node"]], body))
+        else:
+            sections.append(([reply["node"]], body))
+    for nodes, body in sections:
+        label = (
+            f"node {nodes[0]}"
+            if len(nodes) == 1
+            else f"nodes {fold_nodes(nodes)} ({len(nodes)})"
+        )
+        if "\n" in body:
+            lines.append(f"{label}:")
+            lines.extend(f"  {line}" for line in body.splitlines())
+        else:
+            lines.append(f"{label}: {body}")
+    for missing in sorted(result.get("missing", []), key=lambda entry: entry["node"]):
+        lines.append(f"node {missing['node']}: no answer ({missing['reason']})")
+    return "\n".join(lines)
+
+
+def fold_nodes(nodes: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    if not nodes:
+        return ""
+    nodes = sorted(nodes)
+    runs: list[str] = []
+    start = previous = nodes[0]
+    for node in nodes[1:] + [None]:
+        if node is not None and node == previous + 1:
+            previous = node
+            continue
+        runs.append(str(start) if start == previous else f"{start}-{previous}")
+        if node is not None:
+            start = previous = node
+    return ",".join(runs)
+
+
+def render_status(status: dict[str, Any]) -> str:
+    view = status["view"]
+    rows = [
+        ("node", status["node_id"]),
+        ("transport", status["transport"]),
+        ("gcs", status["gcs"]),
+        ("group", status["group"]),
+        (
+            "view",
+            f"{view['view_id']} members {fold_nodes(view['members']) or '-'}",
+        ),
+        ("kernel", status["kernel"]),
+        ("in flight", status["in_flight"]),
+        ("incarnation", status["incarnation"]),
+        ("handlers", status["handlers"]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def jsonable(value: Any) -> Any:
+    """msgpack values -> JSON; bytes say their encoding."""
+    if isinstance(value, bytes):
+        try:
+            return {"encoding": "utf-8", "text": value.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {
+                "encoding": "base64",
+                "data": base64.b64encode(value).decode("ascii"),
+            }
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value
+
+
+__all__ = ["main", "ReturnCode"]

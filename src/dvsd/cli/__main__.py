@@ -1,0 +1,5 @@
+import sys
+
+from dvsd.cli import main
+
+sys.exit(main())

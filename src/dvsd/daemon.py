@@ -1,0 +1,597 @@
+"""dvsd: one Trio program, one nursery, three jobs.
+
+* intake: client messages from the SysV request queue, one task each;
+* the group session (Spread or single-node): requests and replies from the
+  other nodes, membership views, reconnection with backoff;
+* aggregation: each request in flight waits, with its own deadline, for the
+  replies of the nodes that were members when it was delivered.
+
+No lock is held across a request: many run at once, from many clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import math
+import os
+import random
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import msgpack
+import structlog
+import trio
+
+from dvsd import config as config_module
+from dvsd import logsetup
+from dvsd.aggregator import Aggregation, NodeResult
+from dvsd.registry import (
+    MAX_REPLY_BYTES,
+    REGISTRY,
+    HandlerContext,
+    Registry,
+    Reply,
+    View,
+    execute,
+    load_handlers,
+    unstructure_items,
+)
+from dvsd.rqst import ReturnCode, request_type_name
+from dvsd.transport.group import (
+    GroupEvent,
+    GroupSession,
+    SessionLost,
+    Transitional,
+    ViewChanged,
+)
+from dvsd.transport.msgq import (
+    ClientMessage,
+    DaemonQueues,
+    MsgqError,
+    Op,
+    decode_client_message,
+)
+from dvsd.wire import (
+    Kind,
+    ReplyFlag,
+    RequestFlag,
+    RequestId,
+    WireError,
+    WireReply,
+    WireRequest,
+    decode,
+    encode_reply,
+    encode_request,
+)
+
+#: How many executed request ids each node remembers to refuse duplicates.
+DEDUP_MEMORY = 65536
+#: How often the reply queue is swept of chunks left for exited clients.
+SWEEP_INTERVAL = 10.0
+
+SessionOpener = Callable[[], Awaitable[GroupSession]]
+
+
+@attrs.define
+class Daemon:
+    """The state of one dvsd and the tasks that change it."""
+
+    config: config_module.Config
+    kernel: Any
+    registry: Registry = REGISTRY
+    open_session: SessionOpener | None = None
+    incarnation: int = attrs.field(factory=lambda: random.getrandbits(32))
+    log: Any = None
+
+    session: GroupSession | None = None
+    gcs_state: str = "connecting"
+    view: View = View()
+    members: dict[int, str] = attrs.field(factory=dict)
+    in_flight: dict[tuple[int, int], Aggregation] = attrs.field(factory=dict)
+    executed: collections.OrderedDict = attrs.field(factory=collections.OrderedDict)
+    view_listeners: list[Callable[[ViewChanged, View], None]] = attrs.field(
+        factory=list
+    )
+    _seq: Any = attrs.field(factory=lambda: itertools.count(1))
+    _nursery: trio.Nursery | None = None
+    _connected: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        if self.log is None:
+            self.log = structlog.get_logger("dvsd").bind(node=self.config.node_id)
+        if self.open_session is None:
+            self.open_session = default_session_opener(self.config, self.incarnation)
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
+
+    @property
+    def transport_name(self) -> str:
+        return self.config.gcs.transport.value
+
+    # -- the tasks ---------------------------------------------------------
+
+    async def run(
+        self,
+        queues: DaemonQueues | None = None,
+        *,
+        task_status=trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until cancelled.  ``task_status.started()`` once serving clients."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.gcs_loop)
+            if queues is not None:
+                nursery.start_soon(self.intake, queues)
+                nursery.start_soon(self.sweep_replies, queues)
+            self.log.info(
+                "dvsd_started",
+                incarnation=self.incarnation,
+                transport=self.transport_name,
+                kernel=getattr(self.kernel, "backend_name", "none"),
+            )
+            task_status.started()
+
+    async def intake(self, queues: DaemonQueues) -> None:
+        """Read client messages from the request queue; serve each in its own task."""
+        queues.announce()
+        try:
+            while True:
+                data = await trio.to_thread.run_sync(
+                    queues.receive_blocking, abandon_on_cancel=True
+                )
+                if data is None:
+                    self.log.warning("msgq_closed")
+                    return
+                try:
+                    message = decode_client_message(data)
+                except MsgqError as error:
+                    self.log.warning("client_message_rejected", error=str(error))
+                    continue
+                self._nursery.start_soon(self.serve_client, queues, message)
+        finally:
+            queues.wake()
+
+    async def sweep_replies(self, queues: DaemonQueues) -> None:
+        while True:
+            await trio.sleep(SWEEP_INTERVAL)
+            removed = queues.sweep()
+            if removed:
+                self.log.info("reply_chunks_swept", removed=removed)
+
+    async def serve_client(self, queues: DaemonQueues, message: ClientMessage) -> None:
+        if message.op is Op.STATUS:
+            answer = self.status()
+            timeout = self.config.requests.timeout
+        else:
+            timeout = message.timeout or self.config.requests.timeout
+            destinations = message.destinations
+            if destinations == []:
+                destinations = [self.node_id]
+            answer = await self.submit(
+                message.rqst_type, message.params, destinations, timeout
+            )
+        payload = msgpack.packb(answer, use_bin_type=True)
+        await queues.deliver(
+            message.client,
+            message.reply_type,
+            message.cseq,
+            payload,
+            trio.current_time() + timeout + 5.0,
+        )
+
+    async def gcs_loop(self) -> None:
+        """Keep a session with the group; on loss, fail what is in flight, retry."""
+        pause = self.config.gcs.reconnect_min
+        while True:
+            try:
+                session = await self.open_session()
+            except Exception as error:  # noqa: BLE001 - every failure is retried
+                self._set_gcs_state("unreachable", error=str(error) or repr(error))
+                await trio.sleep(pause)
+                pause = min(pause * 2, self.config.gcs.reconnect_max)
+                continue
+            pause = self.config.gcs.reconnect_min
+            self.session = session
+            self._set_gcs_state("connected", private_group=session.private_group)
+            try:
+                while True:
+                    event = await session.receive()
+                    if isinstance(event, SessionLost):
+                        self._set_gcs_state("lost", reason=event.reason)
+                        break
+                    self.handle_event(event)
+            finally:
+                self.session = None
+                self._session_gone()
+                with trio.CancelScope(shield=True):
+                    try:
+                        await session.aclose()
+                    except Exception:  # noqa: BLE001 - it is already gone
+                        pass
+
+    def _set_gcs_state(self, state: str, **details: Any) -> None:
+        if state != self.gcs_state or details:
+            self.gcs_state = state
+            self.log.info(
+                "gcs_state", state=state, transport=self.transport_name, **details
+            )
+        if state == "connected":
+            self._connected.set()
+
+    def _session_gone(self) -> None:
+        for aggregation in list(self.in_flight.values()):
+            aggregation.fail(
+                ReturnCode.GCS_DOWN,
+                f"the {self.transport_name} session of node {self.node_id} was lost"
+                " while the request was in flight",
+            )
+        self.view = View()
+        self.members = {}
+        self._connected = trio.Event()
+
+    # -- events from the group ---------------------------------------------
+
+    def handle_event(self, event: GroupEvent) -> None:
+        if isinstance(event, ViewChanged):
+            self.on_view(event)
+        elif isinstance(event, Transitional):
+            self.log.info("view_transitional", view=event.view_id)
+        else:
+            self.on_message(event.sender, event.message_type, event.payload)
+
+    def on_view(self, event: ViewChanged) -> None:
+        previous = self.view
+        self.members = dict(event.members)
+        self.view = View(members=frozenset(event.members), view_id=event.view_id)
+        self.log.info(
+            "view_changed",
+            view=event.view_id,
+            reason=event.reason.value,
+            members=sorted(event.members),
+            changed=list(event.changed),
+        )
+        for aggregation in self.in_flight.values():
+            gone = aggregation.view_changed(self.view.members, event.reason.value)
+            if gone:
+                self.log.info(
+                    "nodes_left_request",
+                    seq=aggregation.id.seq,
+                    rqst=request_type_name(aggregation.rqst_type),
+                    nodes=gone,
+                )
+        for listener in self.view_listeners:
+            listener(event, previous)
+
+    def on_message(self, sender: str, message_type: int, payload: bytes) -> None:
+        try:
+            message = decode(payload)
+        except WireError as error:
+            self.log.warning("wire_message_rejected", sender=sender, error=str(error))
+            return
+        if isinstance(message, WireRequest):
+            self.on_request(sender, message)
+        else:
+            self.on_reply(message)
+
+    def on_request(self, sender: str, request: WireRequest) -> None:
+        key = (request.id.incarnation, request.id.seq)
+        if request.id.requester == self.node_id and key in self.in_flight:
+            self.in_flight[key].delivered(self.view.members)
+        if not request.addressed_to(self.node_id):
+            return
+        identity = (request.id.requester, request.id.incarnation, request.id.seq)
+        if identity in self.executed:
+            self.log.info(
+                "duplicate_request_ignored",
+                requester=request.id.requester,
+                seq=request.id.seq,
+                rqst=request_type_name(request.rqst_type),
+            )
+            return
+        self.executed[identity] = True
+        if len(self.executed) > DEDUP_MEMORY:
+            self.executed.popitem(last=False)
+        self._nursery.start_soon(self.execute_request, sender, request)
+
+    def on_reply(self, reply: WireReply) -> None:
+        if reply.id.requester != self.node_id:
+            return
+        aggregation = self.in_flight.get((reply.id.incarnation, reply.id.seq))
+        if aggregation is None:
+            self.log.debug(
+                "late_reply_dropped", seq=reply.id.seq, responder=reply.responder
+            )
+            return
+        aggregation.reply(reply)
+
+    # -- executing a request on this node ------------------------------------
+
+    async def execute_request(self, sender: str, request: WireRequest) -> None:
+        log = self.log.bind(
+            seq=request.id.seq,
+            requester=request.id.requester,
+            rqst=request_type_name(request.rqst_type),
+        )
+        log.info("request_started")
+        ctx = HandlerContext(
+            node_id=self.node_id,
+            kernel=self.kernel,
+            config=self.config,
+            log=log,
+            requester=request.id.requester,
+            view=self.view,
+            deadline=trio.current_time() + request.timeout_ms / 1000,
+            request=self.sub_request,
+        )
+        reply = await execute(self.registry, request.rqst_type, request.params, ctx)
+        data = self._encode_reply(request, reply, log)
+        log.info("request_done", rcode=reply.rcode)
+        session = self.session
+        if session is None:
+            log.warning("reply_lost", reason="no group session")
+            return
+        try:
+            await session.unicast(sender, data, Kind.REPLY)
+        except Exception as error:  # noqa: BLE001 - the session loop reports the loss
+            log.warning("reply_send_failed", error=str(error) or repr(error))
+
+    def _encode_reply(self, request: WireRequest, reply: Reply, log: Any) -> bytes:
+        def wire(rcode: int, items: list[Any], error: str | None) -> WireReply:
+            return WireReply(
+                rqst_type=request.rqst_type,
+                id=request.id,
+                responder=self.node_id,
+                rcode=rcode,
+                items=items,
+                error=error,
+                flags=ReplyFlag.TRUNCATED if reply.truncated else ReplyFlag.NONE,
+                full_size=reply.full_size or 0,
+            )
+
+        try:
+            data = encode_reply(
+                wire(reply.rcode, unstructure_items(reply.items), reply.error)
+            )
+        except (WireError, TypeError, ValueError) as error:
+            log.error("reply_unencodable", error=str(error))
+            return encode_reply(
+                wire(ReturnCode.INTERNAL, [], f"reply could not be encoded: {error}")
+            )
+        if len(data) > MAX_REPLY_BYTES:
+            log.warning("reply_too_large", size=len(data))
+            return encode_reply(
+                wire(
+                    ReturnCode.TOO_LARGE,
+                    [],
+                    f"the reply is {len(data)} bytes; one message holds"
+                    f" {MAX_REPLY_BYTES}: ask for less",
+                )
+            )
+        return data
+
+    # -- sending a request ---------------------------------------------------
+
+    async def submit(
+        self,
+        rqst_type: int,
+        params: Any,
+        destinations: list[int] | None,
+        timeout: float,
+        flags: RequestFlag = RequestFlag.NONE,
+    ) -> dict[str, Any]:
+        """Send one request to the group and gather its answer (never raises)."""
+        return (
+            await self._submit(rqst_type, params, destinations, timeout, flags)
+        ).result()
+
+    async def sub_request(
+        self,
+        rqst_type: int,
+        params: Any,
+        nodes: Any = "all",
+        timeout: float | None = None,
+    ) -> list[NodeResult]:
+        """``HandlerContext.request``: a request sent on this node's own behalf."""
+        destinations = None if nodes == "all" else sorted(nodes)
+        if attrs.has(type(params)):
+            params = attrs.asdict(params)
+        aggregation = await self._submit(
+            rqst_type,
+            params,
+            destinations,
+            timeout or self.config.requests.timeout,
+            RequestFlag.INTERNAL,
+        )
+        return aggregation.node_results()
+
+    async def _submit(
+        self,
+        rqst_type: int,
+        params: Any,
+        destinations: list[int] | None,
+        timeout: float,
+        flags: RequestFlag,
+    ) -> Aggregation:
+        seq = next(self._seq)
+        request_id = RequestId(self.node_id, self.incarnation, seq)
+        deadline = trio.current_time() + timeout
+        aggregation = Aggregation(
+            id=request_id,
+            rqst_type=rqst_type,
+            destinations=None
+            if destinations is None
+            else tuple(sorted(set(destinations))),
+            deadline=deadline,
+        )
+        log = self.log.bind(seq=seq, rqst=request_type_name(rqst_type))
+
+        entry = self.registry.get(rqst_type)
+        several = destinations is None or len(set(destinations)) > 1
+        if entry is not None and entry.many_lines and several:
+            aggregation.fail(
+                ReturnCode.MANY_LINES_TO_ALL,
+                f"{entry.name} replies with many lines: it may only go to one node",
+            )
+            return aggregation
+        session = self.session
+        if session is None:
+            aggregation.fail(
+                ReturnCode.GCS_DOWN,
+                f"node {self.node_id} has no {self.transport_name} session"
+                f" ({self.gcs_state}); try again when it reconnects",
+            )
+            log.info("request_refused", reason="no session")
+            return aggregation
+        request = WireRequest(
+            rqst_type=rqst_type,
+            id=request_id,
+            destinations=aggregation.destinations,
+            timeout_ms=math.ceil(timeout * 1000),
+            params=params,
+            flags=flags,
+        )
+        try:
+            data = encode_request(request)
+        except WireError as error:
+            aggregation.fail(
+                ReturnCode.BAD_REQUEST, f"request cannot be encoded: {error}"
+            )
+            return aggregation
+        self.in_flight[(self.incarnation, seq)] = aggregation
+        log.info("request_sent", destinations=request.destinations)
+        try:
+            try:
+                await session.multicast(data, Kind.REQUEST)
+            except Exception as error:  # noqa: BLE001 - any send failure is a GCS failure
+                aggregation.fail(
+                    ReturnCode.GCS_DOWN
+                    if not isinstance(error, ValueError)
+                    else ReturnCode.TOO_LARGE,
+                    f"the request could not be sent: {error}",
+                )
+                return aggregation
+            with trio.move_on_at(deadline):
+                await aggregation.done.wait()
+            if not aggregation.done.is_set():
+                aggregation.time_out()
+        finally:
+            del self.in_flight[(self.incarnation, seq)]
+        log.info(
+            "request_answered",
+            replies=len(aggregation.replies),
+            missing=len(aggregation.missing),
+            failure=aggregation.failure[0] if aggregation.failure else None,
+        )
+        return aggregation
+
+    # -- status --------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "pid": os.getpid(),
+            "transport": self.transport_name,
+            "gcs": self.gcs_state,
+            "daemon": self.config.gcs.daemon
+            if self.config.gcs.transport is config_module.Transport.SPREAD
+            else None,
+            "group": self.config.gcs.group,
+            "private_group": self.session.private_group if self.session else None,
+            "view": {
+                "view_id": self.view.view_id,
+                "members": sorted(self.view.members),
+            },
+            "kernel": getattr(self.kernel, "backend_name", "none"),
+            "in_flight": len(self.in_flight),
+            "incarnation": self.incarnation,
+            "handlers": len(self.registry.handlers),
+            "config": self.config.source,
+        }
+
+
+def default_session_opener(
+    config: config_module.Config, incarnation: int
+) -> SessionOpener:
+    """The configured transport, and only that one: no fallback between them."""
+    if config.gcs.transport is config_module.Transport.SINGLE_NODE:
+        from dvsd.transport.single_node import SingleNodeSession
+
+        async def open_single() -> GroupSession:
+            return SingleNodeSession(config.node_id, incarnation)
+
+        return open_single
+
+    from dvsd.transport.spread_session import SpreadSession
+
+    async def open_spread() -> GroupSession:
+        return await SpreadSession.open(
+            config.gcs.daemon, config.node_id, config.gcs.group
+        )
+
+    return open_spread
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="dvsd",
+        description="DVS cluster management daemon (runs in the foreground).",
+    )
+    parser.add_argument("--config", help="configuration file (TOML)")
+    parser.add_argument("--node-id", type=int, help="override node_id from the file")
+    parser.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="log output",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logsetup.configure(args.log_format)
+    try:
+        settings = config_module.load(args.config or config_module.default_path())
+        if args.node_id is not None:
+            settings = config_module.with_node_id(settings, args.node_id)
+    except config_module.ConfigError as error:
+        print(f"dvsd: configuration error: {error}", file=sys.stderr)
+        return 2
+
+    from dvsd.kernel import KernelUnavailable, open_kernel
+
+    try:
+        kernel = open_kernel(
+            settings.kernel.backend.value, device=settings.kernel.device
+        )
+    except KernelUnavailable as error:
+        print(f"dvsd: kernel: {error}", file=sys.stderr)
+        return 2
+    load_handlers(plugins=True)
+    try:
+        queues = DaemonQueues(
+            settings.msgq.request_key, settings.msgq.reply_key, settings.msgq.mode
+        )
+    except Exception as error:  # noqa: BLE001 - sysv_ipc errors share no base with OSError
+        print(f"dvsd: cannot open the message queues: {error}", file=sys.stderr)
+        return 2
+    other = queues.current_reader()
+    if other is not None:
+        print(
+            f"dvsd: another dvsd (pid {other}) already serves request queue"
+            f" {settings.msgq.request_key}; stop it or configure other [msgq] keys",
+            file=sys.stderr,
+        )
+        return 2
+    daemon = Daemon(config=settings, kernel=kernel)
+    try:
+        trio.run(daemon.run, queues)
+    except KeyboardInterrupt:
+        daemon.log.info("dvsd_stopped", reason="interrupt")
+    return 0
