@@ -112,6 +112,7 @@
 #define EDVSBADPID      (-305)
 #define EDVSENDPOINT    (-306)
 #define EDVSNOPROXY     (-307)
+#define EDVSLCLPROC     (-309)
 #define EDVSNOTBIND     (-310)
 #define EDVSDVSBUSY     (-317)
 #define EDVSDVSINIT     (-318)
