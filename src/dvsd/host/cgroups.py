@@ -648,27 +648,33 @@ def read_io(where: CgroupDir) -> IoSettings:
     return IoSettings(cgroup=where.path, version="v1", limits=limits, stats=stats)
 
 
+def check_device(device: str, field: str = "device") -> str:
+    """A block device as ``major:minor``; raises :class:`InvalidValue` otherwise."""
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise InvalidValue(f"{field} must be major:minor like 8:0, got {device!r}")
+    return device
+
+
+def check_io_value(value: str, field: str) -> int | str:
+    """An I/O limit: ``max`` or a positive integer (bytes/s or operations/s)."""
+    cleaned = str(value).strip().lower()
+    if cleaned == "max":
+        return "max"
+    if cleaned.isdigit() and int(cleaned) > 0:
+        return int(cleaned)
+    raise InvalidValue(f"{field} must be 'max' or a positive integer, got {value!r}")
+
+
 def set_io(where: CgroupDir, device: str, **limits: str | None) -> IoSettings:
     """Throttle ``device`` (major:minor): rbps, wbps, riops, wiops, a number or max."""
-    if not _DEVICE.match(device or ""):
-        raise InvalidValue(f"device must be major:minor like 8:0, got {device!r}")
+    check_device(device)
     checked: dict[str, int | str] = {}
     for key, value in limits.items():
         if key not in _IO_KEYS:
-            raise InvalidValue(
-                f"unknown I/O limit {key!r}; known: {', '.join(_IO_KEYS)}"
-            )
-        if value is None:
-            continue
-        cleaned = str(value).strip().lower()
-        if cleaned == "max":
-            checked[key] = "max"
-        elif cleaned.isdigit() and int(cleaned) > 0:
-            checked[key] = int(cleaned)
-        else:
-            raise InvalidValue(
-                f"{key} must be 'max' or a positive integer, got {value!r}"
-            )
+            known = ", ".join(_IO_KEYS)
+            raise InvalidValue(f"unknown I/O limit {key!r}; known: {known}")
+        if value is not None:
+            checked[key] = check_io_value(value, key)
     if not checked:
         raise InvalidValue("give at least one of rbps, wbps, riops, wiops")
     if where.version == "v2":
