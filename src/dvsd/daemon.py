@@ -165,6 +165,15 @@ class Daemon:
                 self.log.info("reply_chunks_swept", removed=removed)
 
     async def serve_client(self, queues: DaemonQueues, message: ClientMessage) -> None:
+        """Answer one client; a failure here is logged, never fatal to the daemon."""
+        try:
+            await self._serve_client(queues, message)
+        except Exception as error:  # noqa: BLE001 - one client must not stop the rest
+            self.log.exception(
+                "client_serve_failed", client=message.client, error=repr(error)
+            )
+
+    async def _serve_client(self, queues: DaemonQueues, message: ClientMessage) -> None:
         if message.op is Op.STATUS:
             answer = self.status()
             timeout = self.config.requests.timeout

@@ -12,12 +12,14 @@ import base64
 import concurrent.futures
 import importlib
 import json
+import logging
 import sys
 from typing import Any
 
 import msgpack
 
 from dvsd import config as config_module
+from dvsd import logsetup
 from dvsd.cli.framework import COMMANDS, Command, default_render
 from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
 from dvsd.rqst import ReturnCode, return_code_name
@@ -113,6 +115,8 @@ def _add_arguments(parser: argparse.ArgumentParser, entry: Command) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # stdout is for answers only; the CLI's own log goes to stderr, warnings up.
+    logsetup.configure("console", level=logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -198,7 +198,10 @@ class Reassembler:
 
 def open_queue(key: int, mode: int, *, create: bool) -> sysv_ipc.MessageQueue:
     flags = sysv_ipc.IPC_CREAT if create else 0
-    return sysv_ipc.MessageQueue(key, flags, mode=mode)
+    # sysv_ipc's own cap (2048 bytes by default) is raised to the kernel's.
+    return sysv_ipc.MessageQueue(
+        key, flags, mode=mode, max_message_size=message_limit()
+    )
 
 
 class DaemonQueues:

@@ -1,0 +1,113 @@
+"""The whole request path on one machine: dvsctl -> SysV queues -> dvsd -> back."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+from tests.e2e.harness import environment
+
+
+def test_status_names_transport_kernel_and_view(single_node):
+    rc, status = single_node.dvsctl_json("status")
+    assert rc == 0
+    assert status["node_id"] == 0
+    assert status["transport"] == "single-node"
+    assert status["gcs"] == "connected"
+    assert status["kernel"] == "emulated"
+    assert status["view"]["members"] == [0]
+
+
+def test_dvs_nodes_answers_from_the_node(single_node):
+    rc, result = single_node.dvsctl_json("dvs", "nodes")
+    assert rc == 0
+    assert [reply["node"] for reply in result["replies"]] == [0]
+    nodes = result["replies"][0]["items"][0]["nodes"]
+    assert nodes == [{"node": 0, "state": "up", "member": True}]
+
+
+def test_unknown_request_type_gets_a_clear_error(single_node):
+    rc, result = single_node.dvsctl_json("call", "4242")
+    assert rc == 1
+    (reply,) = result["replies"]
+    assert reply["rcode"] == -1001  # BAD_REQUEST
+    assert "unknown request type 4242" in reply["error"]
+
+
+def test_bad_parameters_are_refused_before_sending(single_node):
+    done = single_node.dvsctl("call", "TESTECHO", "size=-5")
+    assert done.returncode == 2
+    assert "size must be in 0..200000, got -5" in done.stderr
+    assert single_node.log.count(lambda e: e.get("event") == "request_sent") == 0
+
+
+def test_hundred_kilobyte_reply_survives_the_queue_split(single_node):
+    rc, result = single_node.dvsctl_json("call", "TESTECHO", "size=100000")
+    assert rc == 0
+    item = result["replies"][0]["items"][0]
+    blob = item["blob"]
+    # bytes come back base64-marked in JSON; check them byte for byte
+    import base64
+
+    data = base64.b64decode(blob["data"]) if blob["encoding"] == "base64" else blob
+    pattern = bytes((0 * 7 + i) % 251 for i in range(251))
+    assert data == (pattern * 400)[:100000]
+
+
+def test_fifty_concurrent_clients_each_get_their_own_reply(single_node):
+    sizes = [1000 + 37 * index for index in range(50)]
+
+    def ask(size: int) -> tuple[int, int, int]:
+        rc, result = single_node.dvsctl_json("call", "TESTECHO", f"size={size}")
+        import base64
+
+        blob = result["replies"][0]["items"][0]["blob"]
+        return size, rc, len(base64.b64decode(blob["data"]))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(ask, sizes))
+    assert all(rc == 0 for _, rc, _ in answers)
+    assert [(size, length) for size, _, length in answers] == [(s, s) for s in sizes]
+
+
+def test_request_timeout_reports_the_node_missing(single_node):
+    rc, result = single_node.dvsctl_json(
+        "--timeout", "0.5", "call", "TESTSLOW", "seconds=3"
+    )
+    assert rc == 4
+    assert result["missing"] == [{"node": 0, "reason": "timeout"}]
+
+
+def test_dvsctl_without_daemon_exits_3(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "none.toml"
+    config.write_text("[msgq]\nrequest_key = 12345671\nreply_key = 12345672\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=30,
+    )
+    assert done.returncode == 3
+    assert "is dvsd running?" in done.stderr
+
+
+def test_bad_config_names_the_key(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "bad.toml"
+    config.write_text('[gcs]\ntransport = "carrier-pigeon"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "dvsd", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert 'gcs.transport must be one of "spread", "single-node"' in done.stderr
+    assert os.path.basename(str(config)) in done.stderr
