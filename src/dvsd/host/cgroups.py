@@ -289,7 +289,7 @@ def parse_keyed(text: str | None) -> dict[str, int]:
 def _write(directory: str, name: str, value: str) -> None:
     path = os.path.join(directory, name)
     try:
-        descriptor = os.open(path, os.O_WRONLY)
+        descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC)
     except FileNotFoundError:
         raise NotSupported(f"{path} does not exist on this node") from None
     except OSError as error:
@@ -387,14 +387,10 @@ def check_quota(quota: str) -> int | str:
 
 
 def _check_int_range(value: int, field: str, low: int, high: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not low <= value <= high
-    ):
-        raise InvalidValue(
-            f"{field} must be an integer in {low}..{high}, got {value!r}"
-        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"{field} must be an integer in {low}..{high}")
+    if not low <= value <= high:
+        raise InvalidValue(f"{field} must be in {low}..{high}, got {value}")
     return value
 
 
