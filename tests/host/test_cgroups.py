@@ -1,4 +1,4 @@
-"""cgroups: layout detection, v2 through fixture trees, v1 on this machine's real cgroupfs."""
+"""cgroups: layout detection, v2 via fixture trees, v1 on the real cgroupfs."""
 
 from __future__ import annotations
 
@@ -296,7 +296,7 @@ def test_classid_forms():
     assert cgroups.parse_classid("65537") == 65537
 
 
-# -- v1 on this machine -----------------------------------------------------------------
+# -- v1 on this machine ---------------------------------------------------------
 
 REAL_LAYOUT = cgroups.detect_layout()
 needs_v1_cpu = pytest.mark.skipif(
