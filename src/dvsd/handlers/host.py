@@ -231,7 +231,8 @@ async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
             if _kill_group(process.pid) and log is not None:
                 log.info("command_group_killed", pid=process.pid, timed_out=timed_out)
             await process.wait()
-            await process.aclose()
+            await process.stdout.aclose()
+            await process.stderr.aclose()
     return build_result(
         plan.argv,
         returncode=process.returncode,
