@@ -1,4 +1,4 @@
-"""COMMAND: policy, byte-exact output, caps that fit one reply, timeouts that leave nothing."""
+"""COMMAND: policy, byte-exact output, caps that fit a reply, timeouts leave nothing."""
 
 from __future__ import annotations
 
