@@ -6,7 +6,7 @@ Each module holds one family; its decorated functions land in
 
 import importlib
 
-BUILTIN_MODULES = ("cluster",)
+BUILTIN_MODULES = ("cluster", "host", "cgroup", "namespace")
 
 for _module in BUILTIN_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
