@@ -125,6 +125,8 @@ class Daemon:
         """Run until cancelled.  ``task_status.started()`` once serving clients."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.membership is not None:
+                await nursery.start(self.membership.run)
             nursery.start_soon(self.gcs_loop)
             if queues is not None:
                 nursery.start_soon(self.intake, queues)
@@ -243,6 +245,8 @@ class Daemon:
         self.view = View()
         self.members = {}
         self._connected = trio.Event()
+        if self.membership is not None:
+            self.membership.on_session_lost()
 
     # -- events from the group ---------------------------------------------
 
@@ -251,6 +255,8 @@ class Daemon:
             self.on_view(event)
         elif isinstance(event, Transitional):
             self.log.info("view_transitional", view=event.view_id)
+            if self.membership is not None:
+                self.membership.on_transitional(event)
         else:
             self.on_message(event.sender, event.message_type, event.payload)
 
@@ -274,8 +280,8 @@ class Daemon:
                     rqst=request_type_name(aggregation.rqst_type),
                     nodes=gone,
                 )
-        for listener in self.view_listeners:
-            listener(event, previous)
+        if self.membership is not None:
+            self.membership.on_view(event, previous)
 
     def on_message(self, sender: str, message_type: int, payload: bytes) -> None:
         try:
@@ -337,6 +343,7 @@ class Daemon:
             view=self.view,
             deadline=trio.current_time() + request.timeout_ms / 1000,
             request=self.sub_request,
+            membership=self.membership,
         )
         reply = await execute(self.registry, request.rqst_type, request.params, ctx)
         data = self._encode_reply(request, reply, log)

@@ -91,6 +91,8 @@ class HandlerContext:
     #: ``await ctx.request(rqst_type, params, nodes=...)`` sends a sub-request
     #: from this node and returns one result per node (used by MIGRATE).
     request: Callable[..., Awaitable[list[Any]]] | None = None
+    #: The membership layer of this node (``dvsd.membership``), if running.
+    membership: Any = None
 
 
 HandlerFunction = Callable[[HandlerContext, Any], Awaitable[Reply]]
