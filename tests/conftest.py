@@ -38,12 +38,18 @@ class SpreadDaemonFactory:
         self.daemons: list[SpreadDaemon] = []
 
     def start(
-        self, kind: str = "standin", daemon_name: str = "localhost"
+        self,
+        kind: str = "standin",
+        daemon_name: str = "localhost",
+        byte_order: str = "little",
     ) -> SpreadDaemon:
-        """Start a ``"standin"`` or ``"real"`` daemon; real skips when none exists."""
+        """Start a ``"standin"`` or ``"real"`` daemon; real skips when none exists.
+
+        ``byte_order="big"`` (stand-in only) imitates a big-endian daemon.
+        """
         workdir = self._tmp_path / f"spread-{kind}-{len(self.daemons)}"
         if kind == "standin":
-            daemon = start_standin(workdir, daemon_name)
+            daemon = start_standin(workdir, daemon_name, byte_order)
         elif kind == "real":
             binary = find_spread_binary()
             if binary is None:

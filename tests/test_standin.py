@@ -649,3 +649,46 @@ def test_control_kill_is_a_disconnect(standin, connect):
     standin.control.kill(victim_name.decode())
     assert victim.closed_by_peer()
     assert watcher.recv_message().service_type == REG_MEMB | BY_DISCONNECT
+
+
+def test_big_endian_standin(spread_daemon_factory):
+    """A BE daemon writes its ints BE without marker, and still keeps the hint."""
+    daemon = spread_daemon_factory.start("standin", byte_order="big")
+    session = RawSession.open(("127.0.0.1", daemon.port))
+    try:
+        session.handshake(b"beA")
+        session.join(b"BE")
+        joined = session.recv_message().raw
+        assert joined[:4] == struct.pack(">I", REG_MEMB | BY_JOIN)
+        assert joined[40:48] == bytes(4) + struct.pack(">i", 56)
+        assert joined[80:84] == bytes([127, 0, 0, 1])  # 0x7f000001 in BE
+        message = client_message(SAFE, session.private_group, [b"BE"], message_type=7)
+        session.send(message)
+        echoed = session.recv_message().raw
+        assert echoed[:4] == struct.pack(">I", SAFE)
+        assert echoed[36:40] == struct.pack(">i", 1)
+        assert echoed[40:44] == hexb("80 07 00 80")  # sender's LE hint, untouched
+        assert echoed[48:] == message[48:]
+    finally:
+        session.close()
+
+
+def test_slow_reader_is_killed(daemon, connect):
+    """The daemon kills a session with 1000 queued messages (§6)."""
+    group = fresh("G")
+    sleeper, talker = connect(fresh("s")), connect(fresh("k"))
+    sleeper.join(group)
+    sleeper.recv_message()
+    talker.join(group)
+    sleeper.recv_message()
+    talker.recv_message()
+    # Big messages fill the kernel buffers quickly; then the daemon's queue.
+    payload = bytes(60000)
+    message = client_message(
+        SAFE | SELF_DISCARD, talker.private_group, [group], payload
+    )
+    for _ in range(1200):
+        talker.send(message)
+    left = talker.recv_message()
+    assert left.service_type == REG_MEMB | BY_DISCONNECT
+    assert left.data[24:56].rstrip(b"\0") == sleeper.private_group

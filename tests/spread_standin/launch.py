@@ -173,8 +173,13 @@ def _read_line(process: subprocess.Popen, deadline: float) -> bytes:
     return line
 
 
-def start_standin(workdir: Path, daemon_name: str = "localhost") -> SpreadDaemon:
-    """Start ``python -m tests.spread_standin`` and wait for ``ready <port>``."""
+def start_standin(
+    workdir: Path, daemon_name: str = "localhost", byte_order: str = "little"
+) -> SpreadDaemon:
+    """Start ``python -m tests.spread_standin`` and wait for ``ready <port>``.
+
+    ``byte_order="big"`` makes it write like a big-endian daemon (no marker).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     # Unix socket paths are limited to 108 bytes; pytest's tmp_path can be longer.
     scratch = tempfile.mkdtemp(prefix="standin-")
@@ -196,6 +201,8 @@ def start_standin(workdir: Path, daemon_name: str = "localhost") -> SpreadDaemon
                 daemon_name,
                 "--control",
                 control_path,
+                "--byte-order",
+                byte_order,
             ],
             cwd=REPO_ROOT,
             env=env,

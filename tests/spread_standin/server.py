@@ -466,9 +466,10 @@ class StandinServer:
                 self.apply(self.state.join(session_id, group))
             else:
                 self.apply(self.state.leave(session_id, group))
-            return True
+            return not connection.closed
         self.apply(self.state.multicast(session_id, header, groups_blob, data))
-        return True
+        # Our own copy may have overflowed our queue and killed us (§6).
+        return not connection.closed
 
     # -- control channel ---------------------------------------------------
 
