@@ -93,9 +93,9 @@ class Daemon:
     members: dict[int, str] = attrs.field(factory=dict)
     in_flight: dict[tuple[int, int], Aggregation] = attrs.field(factory=dict)
     executed: collections.OrderedDict = attrs.field(factory=collections.OrderedDict)
-    view_listeners: list[Callable[[ViewChanged, View], None]] = attrs.field(
-        factory=list
-    )
+    #: The membership layer (:class:`dvsd.membership.Membership`), if any:
+    #: told of every view, transitional signal and session loss, in order.
+    membership: Any = None
     _seq: Any = attrs.field(factory=lambda: itertools.count(1))
     _nursery: trio.Nursery | None = None
     _connected: trio.Event = attrs.field(factory=trio.Event)
