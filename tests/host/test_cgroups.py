@@ -60,7 +60,7 @@ def test_detect_layout_matches_this_machine():
         assert layout.version == "v1"
 
 
-# -- v2 through the fixture tree ----------------------------------------------------
+# -- v2 through the fixture tree -----------------------------------------------
 
 
 def v2(root: Path) -> cgroups.CgroupLayout:
@@ -242,7 +242,7 @@ def test_v2_controllers(cgroup2_root):
     assert listed["cpu"].kernel_enabled is None  # no /proc/cgroups in that root
 
 
-# -- handlers over the fixture tree ---------------------------------------------------
+# -- handlers over the fixture tree --------------------------------------------
 
 
 async def test_cgcpu_handler_reads_and_sets(cgroup2_root, ctx_factory):
@@ -296,7 +296,7 @@ def test_classid_forms():
     assert cgroups.parse_classid("65537") == 65537
 
 
-# -- v1 on this machine ---------------------------------------------------------
+# -- v1 on this machine --------------------------------------------------------
 
 REAL_LAYOUT = cgroups.detect_layout()
 needs_v1_cpu = pytest.mark.skipif(

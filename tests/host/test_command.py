@@ -32,7 +32,7 @@ def encoded_reply_size(reply) -> int:
     )
 
 
-# -- policy --------------------------------------------------------------------------
+# -- policy --------------------------------------------------------------------
 
 
 def test_default_policy_refuses():
@@ -89,7 +89,7 @@ async def test_handler_refuses_under_default_policy(ctx_factory):
     assert caught.value.rcode == ReturnCode.NOT_ALLOWED
 
 
-# -- output ---------------------------------------------------------------------------
+# -- output --------------------------------------------------------------------
 
 
 def test_split_cap_keeps_room_for_stderr():
@@ -151,7 +151,7 @@ async def test_both_streams_cut_together(ctx_factory):
     assert encoded_reply_size(reply) < MAX_REPLY_BYTES
 
 
-# -- timeouts and process groups ------------------------------------------------------
+# -- timeouts and process groups -----------------------------------------------
 
 
 def group_members(pgid: int) -> list[tuple[int, str]]:
