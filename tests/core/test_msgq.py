@@ -1,0 +1,148 @@
+"""The dvsctl <-> dvsd queue protocol, on real SysV queues."""
+
+from __future__ import annotations
+
+import os
+
+import msgpack
+import pytest
+import sysv_ipc
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.e2e.harness import free_queue_keys, remove_queue
+
+from dvsd.transport.msgq import (
+    ClientMessage,
+    DaemonQueues,
+    MsgqError,
+    Op,
+    Reassembler,
+    decode_client_message,
+    encode_client_message,
+    split_reply,
+)
+
+
+@given(payload=st.binary(max_size=40_000), limit=st.integers(16, 9000))
+def test_split_and_reassemble(payload, limit):
+    chunks = split_reply(99, payload, limit)
+    assert all(len(chunk) <= limit for chunk in chunks)
+    assembler = Reassembler(99)
+    results = [assembler.feed(chunk) for chunk in reversed(chunks)]
+    assert results[-1] == payload
+    assert all(result is None for result in results[:-1])
+
+
+def test_chunks_of_another_request_are_ignored():
+    assembler = Reassembler(5)
+    (stale,) = split_reply(4, b"old", 100)
+    assert assembler.feed(stale) is None
+    assert assembler.feed(b"xx") is None
+    (fresh,) = split_reply(5, b"new", 100)
+    assert assembler.feed(fresh) == b"new"
+
+
+def test_client_message_round_trip():
+    message = ClientMessage(
+        Op.REQUEST,
+        client=1234,
+        cseq=9,
+        reply_type=1234 | 3 << 22,
+        rqst_type=2,
+        destinations=[1, 2],
+        params={"a": b"\x00"},
+        timeout=2.5,
+    )
+    assert decode_client_message(encode_client_message(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "sentence"),
+    [
+        (b"\xc1", "not valid MessagePack"),
+        (msgpack.packb([1]), "must be a map"),
+        (msgpack.packb({"op": "fly", "client": 1, "cseq": 1}), "unknown op"),
+        (msgpack.packb({"op": "request", "client": -1, "cseq": 1}), "client must be"),
+        (
+            msgpack.packb({"op": "request", "client": 5, "cseq": 1, "reply_type": 6}),
+            "does not belong to client 5",
+        ),
+        (
+            msgpack.packb({"op": "request", "client": 5, "cseq": 1, "timeout": 0}),
+            "timeout must be",
+        ),
+        (
+            msgpack.packb(
+                {"op": "request", "client": 5, "cseq": 1, "destinations": ["x"]}
+            ),
+            "destinations must be",
+        ),
+    ],
+)
+def test_bad_client_messages_are_named(raw, sentence):
+    with pytest.raises(MsgqError, match=sentence):
+        decode_client_message(raw)
+
+
+@pytest.fixture
+def queues():
+    request_key, reply_key = free_queue_keys()
+    daemon_queues = DaemonQueues(request_key, reply_key)
+    yield daemon_queues
+    remove_queue(request_key)
+    remove_queue(reply_key)
+
+
+async def test_reply_for_a_dead_client_is_dropped_without_blocking(queues):
+    # a pid that is certainly not running: a child we started and reaped
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    big = os.urandom(60_000)  # far more than the queue holds (16 KiB here)
+    with trio.fail_after(5):
+        delivered = await queues.deliver(pid, pid, 1, big, trio.current_time() + 30)
+    assert not delivered
+    assert queues.replies.current_messages == 0  # the chunks it had queued are gone
+
+
+async def test_reply_waits_for_a_live_slow_reader(queues):
+    payload = os.urandom(100_000)
+    client = os.getpid()
+    received: list[bytes] = []
+
+    def read_all() -> None:
+        assembler = Reassembler(7)
+        while True:
+            chunk, _ = queues.replies.receive(type=client)
+            whole = assembler.feed(chunk)
+            if whole is not None:
+                received.append(whole)
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, read_all)
+        with trio.fail_after(10):
+            assert await queues.deliver(
+                client, client, 7, payload, trio.current_time() + 10
+            )
+    assert received == [payload]
+
+
+async def test_wake_unblocks_the_receiving_thread(queues):
+    async with trio.open_nursery() as nursery:
+        results = []
+
+        async def receive():
+            results.append(await trio.to_thread.run_sync(queues.receive_blocking))
+
+        nursery.start_soon(receive)
+        await trio.sleep(0)  # let the thread start; wake works either way
+        queues.wake()
+    assert results == [None]
+
+
+def test_queue_permissions_follow_config(queues):
+    assert queues.requests.mode & 0o777 == 0o660
+    assert isinstance(queues.requests, sysv_ipc.MessageQueue)
