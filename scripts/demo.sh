@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install dvsd into .venv, start it alone (single-node transport, emulated
+# kernel), run a few dvsctl commands against it, and stop it again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -e .
+config=examples/single-node.toml
+log=$(mktemp -t dvsd-demo.XXXXXX.log)
+.venv/bin/dvsd --config "$config" 2>"$log" &
+dvsd_pid=$!
+trap 'kill -INT $dvsd_pid 2>/dev/null; wait $dvsd_pid 2>/dev/null || true' EXIT
+# dvsctl status succeeds once dvsd reads its queue; give it up to 10 s.
+for _ in $(seq 100); do
+    .venv/bin/dvsctl --config "$config" status >/dev/null 2>&1 && break
+    sleep 0.1
+done
+run() { echo "\$ dvsctl $*"; .venv/bin/dvsctl --config "$config" "$@" || echo "(exit $?)"; echo; }
+run status
+run dvs init
+run dvs info
+run dc init 0 --name web
+run dc info 0
+run dvs nodes
+run vmstat
+run command -- uname -s
+echo "dvsd log: $log"
