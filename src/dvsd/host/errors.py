@@ -2,7 +2,7 @@
 
 The data layer raises these instead of the registry's ``RequestError`` so it
 stays usable (and testable) without the daemon; the handlers translate them
-with :func:`dvsd.handlers.host.host_error_reply`-style mapping, one table.
+in one table, :func:`dvsd.handlers.host.request_error`.
 """
 
 from __future__ import annotations
