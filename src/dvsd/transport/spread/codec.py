@@ -11,6 +11,7 @@ turns an operation into the bytes to write. Malformed input raises
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from typing import Literal
 
@@ -55,6 +56,16 @@ _INT16 = {"<": struct.Struct("<h"), ">": struct.Struct(">h")}
 _SLOT = int(Limit.GROUP_NAME_SLOT)
 _HEADER_SIZE = int(Limit.HEADER_SIZE)
 _MARKER = int(FlagMask.ENDIAN_MARKER)
+# Plain ints for the per-message paths: IntFlag arithmetic costs a Python
+# call per operator, which showed up in the loop-back benchmark.
+_REJECT = int(MessageFlag.REJECT)
+_REGULAR = int(FlagMask.REGULAR)
+_REG_MEMB = int(MessageFlag.REG_MEMB)
+_TRANSITION = int(MessageFlag.TRANSITION)
+_CAUSED_BY_LEAVE = int(MessageFlag.CAUSED_BY_LEAVE)
+_SELF_DISCARD = int(MessageFlag.SELF_DISCARD)
+_CAUSE = int(FlagMask.CAUSE)
+_SERVICE_TYPES = {int(level): level for level in ServiceType}
 
 #: Refuse headers that announce more than this many bytes after the header.
 #: A real daemon sends at most 144000 data bytes plus one 32-byte name per
@@ -81,6 +92,7 @@ def marker_for(order: StructOrder) -> int:
     return _MARKER if order == "<" else 0
 
 
+@functools.lru_cache(maxsize=1024)
 def name_slot(name: str) -> bytes:
     """A name as a NUL-padded 32-byte slot (at most 31 name bytes)."""
     raw = name.encode("latin-1")
@@ -183,7 +195,7 @@ def encode_operation(
     if isinstance(operation, Multicast):
         type_field = int(operation.service_type)
         if operation.self_discard:
-            type_field |= MessageFlag.SELF_DISCARD
+            type_field |= _SELF_DISCARD
         header = encode_header(
             order,
             type_field,
@@ -446,7 +458,7 @@ def decode_message(buffer: bytes | bytearray) -> tuple[Event, int] | None:
     if len(buffer) < _HEADER_SIZE:
         return None
     order, type_field, sender, num_groups, hint_bytes, data_len = _split_header(buffer)
-    extra = 4 if type_field & MessageFlag.REJECT else 0
+    extra = 4 if type_field & _REJECT else 0
     groups_len = num_groups * _SLOT
     if groups_len + data_len > MAX_INCOMING_BODY:
         raise SpreadProtocolError(
@@ -460,19 +472,19 @@ def decode_message(buffer: bytes | bytearray) -> tuple[Event, int] | None:
     groups = read_names(body, num_groups, extra)
     data = body[extra + groups_len :]
 
-    if type_field & MessageFlag.REJECT:
+    if type_field & _REJECT:
         (old_type,) = _U32[order].unpack_from(body)
         message_type, sender_order = decode_hint(hint_bytes)
         event: Event = RejectedMessage(
             sender, groups, old_type & ~_MARKER, message_type, data, sender_order
         )
-    elif type_field & FlagMask.REGULAR:
+    elif type_field & _REGULAR:
         event = _regular(type_field, sender, groups, hint_bytes, data)
-    elif type_field & MessageFlag.REG_MEMB:
+    elif type_field & _REG_MEMB:
         event = _membership(order, type_field, sender, groups, data)
-    elif type_field & MessageFlag.TRANSITION:
+    elif type_field & _TRANSITION:
         event = TransitionalMembership(sender, _group_id(order, data, "transitional"))
-    elif type_field & MessageFlag.CAUSED_BY_LEAVE:
+    elif type_field & _CAUSED_BY_LEAVE:
         event = SelfLeave(sender)
     else:
         raise SpreadProtocolError(
@@ -488,13 +500,12 @@ def _regular(
     hint_bytes: bytes,
     data: bytes,
 ) -> RegularMessage:
-    bits = type_field & FlagMask.REGULAR
-    try:
-        service_type = ServiceType(bits)
-    except ValueError:
+    bits = type_field & _REGULAR
+    service_type = _SERVICE_TYPES.get(bits)
+    if service_type is None:
         raise SpreadProtocolError(
             f"data message has service bits {bits:#04x}, not exactly one level"
-        ) from None
+        )
     message_type, sender_order = decode_hint(hint_bytes)
     return RegularMessage(
         sender,
@@ -503,7 +514,7 @@ def _regular(
         message_type,
         data,
         sender_order,
-        bool(type_field & MessageFlag.SELF_DISCARD),
+        bool(type_field & _SELF_DISCARD),
     )
 
 
@@ -522,7 +533,7 @@ def _membership(
     members: tuple[str, ...],
     data: bytes,
 ) -> MembershipMessage:
-    cause = type_field & FlagMask.CAUSE
+    cause = type_field & _CAUSE
     try:
         reason = MembershipReason(cause)
     except ValueError:

@@ -8,6 +8,7 @@ whatever the daemon sent and so only check their types.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 from collections.abc import Iterable
@@ -76,13 +77,23 @@ def check_group_name(name: str) -> str:
     return _check_group(name, NAME_BYTE_MIN, "group name")
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_target_cached(name: str) -> str:
+    return _check_group(name, PRIVATE_GROUP_PREFIX, "destination group")
+
+
 def check_target_group(name: str) -> str:
     """Return ``name`` if it is a legal multicast destination, else raise.
 
     Like :func:`check_group_name`, but ``#`` is allowed so that private groups
     (``#node.2#localhost``) can be addressed. Raises :class:`IllegalGroup`.
     """
-    return _check_group(name, PRIVATE_GROUP_PREFIX, "destination group")
+    if not isinstance(name, str):
+        raise IllegalGroup(
+            f"destination group must be a str, got {type(name).__name__}"
+        )
+    # Cached: a node multicasts to the same few groups all the time.
+    return _check_target_cached(name)
 
 
 def _check_group(name: str, lowest: int, what: str) -> str:
