@@ -25,7 +25,10 @@ from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
 from dvsd.rqst import ReturnCode, return_code_name
 from dvsd.transport.msgq import ClientMessage, ClientQueues, DaemonUnreachable, Op
 
-CLI_MODULES = ("cluster",)
+CLI_MODULES = ("cluster", "host", "cgroup", "namespace")
+#: Families whose actions are also top-level commands: ``dvsctl ps`` is
+#: ``dvsctl host ps``, as administrators type it.
+TOP_LEVEL_FAMILIES = ("host",)
 
 EXIT_OK, EXIT_NODE_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_MISSING = 0, 1, 2, 3, 4
 
@@ -104,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         names = family.add_subparsers(dest="name", metavar="ACTION", required=True)
         for entry in entries:
             sub = names.add_parser(entry.name, parents=[common], help=entry.help)
+            _add_arguments(sub, entry)
+    taken = set(groups.choices)
+    for entry in COMMANDS:
+        if entry.group in TOP_LEVEL_FAMILIES and entry.name not in taken:
+            sub = groups.add_parser(
+                entry.name, parents=[common], help=f"{entry.help} (= {entry.words})"
+            )
             _add_arguments(sub, entry)
     return parser
 
