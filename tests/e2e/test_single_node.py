@@ -22,8 +22,8 @@ def test_dvs_nodes_answers_from_the_node(single_node):
     rc, result = single_node.dvsctl_json("dvs", "nodes")
     assert rc == 0
     assert [reply["node"] for reply in result["replies"]] == [0]
-    nodes = result["replies"][0]["items"][0]["nodes"]
-    assert nodes == [{"node": 0, "state": "up", "member": True}]
+    (node,) = result["replies"][0]["items"][0]["nodes"]
+    assert (node["node"], node["state"], node["member"]) == (0, "up", True)
 
 
 def test_unknown_request_type_gets_a_clear_error(single_node):
