@@ -20,8 +20,12 @@ def render_dvs_nodes(items: list[dict[str, Any]]) -> str:
     if not items:
         return ""
     summary = items[0]
+    basis = summary.get("majority_basis", "")
     head = (
         f"view {summary['view_id'] or '-'}"
         f"  majority {'yes' if summary['majority'] else 'no'}"
+        + (f" (of {basis})" if basis else "")
     )
-    return head + "\n" + table(summary["nodes"], ["node", "state", "member"])
+    return head + "\n" + table(
+        summary["nodes"], ["node", "state", "member", "how", "since_view"]
+    )
