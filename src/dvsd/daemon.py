@@ -605,7 +605,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    daemon = Daemon(config=settings, kernel=kernel)
+    from dvsd.membership import Membership
+
+    daemon = Daemon(
+        config=settings,
+        kernel=kernel,
+        membership=Membership(config=settings, kernel=kernel),
+    )
     try:
         trio.run(daemon.run, queues)
     except KeyboardInterrupt:
