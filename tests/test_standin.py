@@ -534,7 +534,7 @@ def test_one_total_order(daemon, connect):
 @pytest.fixture
 def standin(daemon):
     if daemon.kind != "standin":
-        pytest.skip("partitions can only be injected into the stand-in")
+        pytest.skip("stand-in only: partitions, control channel or stand-in policy")
     yield daemon
     daemon.merge()
 
@@ -692,3 +692,26 @@ def test_slow_reader_is_killed(daemon, connect):
     left = talker.recv_message()
     assert left.service_type == REG_MEMB | BY_DISCONNECT
     assert left.data[24:56].rstrip(b"\0") == sleeper.private_group
+
+
+def test_join_without_group_is_ignored(standin, connect):
+    """Stand-in policy. A real daemon reads the name from stale memory instead
+    (it joined the group slot of an earlier message when tried)."""
+    session = connect(fresh("j"))
+    session.send(client_message(JOIN, session.private_group, []))
+    session.send(client_message(LEAVE, session.private_group, []))
+    assert_nothing_pending(session)
+
+
+def test_group_name_filling_the_whole_slot(daemon, connect):
+    """A 32-byte join name without NUL is kept whole, as a real daemon does,
+    and no multicast can reach that group (targets end at byte 31)."""
+    session = connect(fresh("L"))
+    name = (fresh("W") + b"W" * 32)[:32]
+    session.send(client_message(JOIN, session.private_group, [name]))
+    joined = session.recv_message()
+    assert joined.service_type == REG_MEMB | BY_JOIN
+    assert joined.raw[4:36] == name
+    session.send(client_message(SAFE, session.private_group, [name], b"32"))
+    session.send(client_message(SAFE, session.private_group, [name[:31]], b"31"))
+    assert_nothing_pending(session)

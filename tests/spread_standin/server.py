@@ -457,11 +457,12 @@ class StandinServer:
             return False
         if kind & (ServiceType.JOIN_MESS | ServiceType.LEAVE_MESS):
             if header.num_groups < 1:
-                # The daemon would read a group name past the header; refuse
-                # instead of guessing what it finds there.
-                self.kill(session_id, "join/leave without a group slot")
-                return False
-            group = slot_name(groups_blob[: NAME_SLOT - 1])
+                # A real 4.0.0 daemon takes the group name from stale buffer
+                # memory here (it joined the group slot of an earlier message
+                # when tried); there is nothing faithful to copy, so ignore it.
+                return True
+            # A full 32-byte name without NUL is used whole, as the daemon does.
+            group = slot_name(groups_blob[:NAME_SLOT])
             if kind & ServiceType.JOIN_MESS:
                 self.apply(self.state.join(session_id, group))
             else:

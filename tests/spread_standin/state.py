@@ -217,6 +217,9 @@ class StandinState:
         recipients: set[int] = set()
         for offset in range(0, len(groups_blob), NAME_SLOT):
             slot = groups_blob[offset : offset + NAME_SLOT]
+            # Targets end at byte 31 (the daemon forces a NUL there), so a
+            # group joined under a full 32-byte name is unreachable, as on a
+            # real 4.0.0 daemon.
             name = slot_name(slot[: NAME_SLOT - 1])
             if name.startswith(b"#"):
                 parsed = split_private_group(slot)

@@ -107,9 +107,13 @@ class ClientHeader:
 
 
 def name_slot(name: bytes) -> bytes:
-    """Pad ``name`` with NULs to one 32-byte slot; longer names are an error."""
-    if len(name) >= NAME_SLOT:
-        raise ValueError(f"name {name!r} is {len(name)} bytes; at most 31 fit a slot")
+    """Pad ``name`` with NULs to one 32-byte slot; longer names are an error.
+
+    A 32-byte name fills the slot with no NUL: the real daemon accepts such
+    group names in a join and echoes all 32 bytes back.
+    """
+    if len(name) > NAME_SLOT:
+        raise ValueError(f"name {name!r} is {len(name)} bytes; at most 32 fit a slot")
     return name.ljust(NAME_SLOT, b"\0")
 
 
