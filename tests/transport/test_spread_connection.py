@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 
 import pytest
 import trio
@@ -13,6 +14,7 @@ import trio.testing
 from dvsd.transport.spread import (
     MAX_SAFE_PAYLOAD,
     ConnectionLost,
+    ConnectTimeout,
     CouldNotConnect,
     IllegalGroup,
     IllegalName,
@@ -357,8 +359,9 @@ async def test_daemon_killed_gives_connection_lost(spread_daemon, open_session):
     assert conn.closed
 
 
-async def test_could_not_connect() -> None:
-    # A port below 32768 (libspread's limit) on which nothing listens.
+async def free_port() -> int:
+    """A TCP port below 32768 (libspread's limit) with no listener and no
+    unix socket ``/tmp/<port>``."""
     for port in range(31990, 31000, -1):
         probe = trio.socket.socket()
         try:
@@ -368,11 +371,43 @@ async def test_could_not_connect() -> None:
         finally:
             probe.close()
         if not os.path.exists(f"/tmp/{port}"):
-            break
+            return port
+    raise RuntimeError("no free port in 31001..31990")
+
+
+async def test_could_not_connect() -> None:
+    port = await free_port()
     with pytest.raises(CouldNotConnect, match="could not connect"):
         await connect(f"{port}@127.0.0.1", name="nobody", timeout=WAIT)
     with pytest.raises(CouldNotConnect, match=f"/tmp/{port}"):
         await connect(str(port), name="nobody", timeout=WAIT)
+
+
+async def test_connect_timeout_when_daemon_is_stopped(spread_daemon) -> None:
+    # A stopped daemon still has its listening socket, so the TCP connect
+    # succeeds and only the handshake hangs.
+    os.kill(spread_daemon.pid, signal.SIGSTOP)
+    try:
+        with trio.fail_after(WAIT):
+            with pytest.raises(ConnectTimeout, match="within 0.5 s"):
+                await connect(spread_daemon.tcp_address, name="stopped", timeout=0.5)
+    finally:
+        os.kill(spread_daemon.pid, signal.SIGCONT)
+
+
+async def test_silent_close_during_handshake_is_connection_lost() -> None:
+    # What a daemon does when the connect message comes after its 1-second
+    # window: it closes without a reject byte.
+    async def close_at_once(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    port = await free_port()
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, close_at_once, listeners)
+        with trio.fail_after(WAIT), pytest.raises(ConnectionLost, match="handshake"):
+            await connect(f"{port}@127.0.0.1", name="late")
+        nursery.cancel_scope.cancel()
 
 
 def test_address_forms() -> None:
