@@ -192,10 +192,12 @@ def attrs_dc():
     return DcParams(dcid=0, name="dc0")
 
 
-def fake_request(kernels, sent, lost=frozenset()):
+def fake_request(kernels, sent, lost=frozenset(), timeouts=None):
     """ctx.request: run the step handler on each addressed node's kernel."""
+    timeouts = [] if timeouts is None else timeouts
 
-    async def request(rqst, params, nodes):
+    async def request(rqst, params, nodes, timeout=None):
+        timeouts.append(timeout)
         targets = sorted(kernels) if nodes == "all" else sorted(nodes)
         sent.append((RequestType(rqst).name, targets))
         results = []
@@ -321,3 +323,31 @@ def test_reply_items_unstructure_to_plain_values():
     [item] = unstructure_items([kernel.get_node_info(0)])
     assert item["name"] == "node0" and isinstance(item["dcs"], (list, tuple))
     assert attrs.has(type(kernel.get_dvs_info()))
+
+
+async def test_migrate_steps_share_the_remaining_time():
+    import trio
+
+    from dvsd.registry import HandlerContext
+
+    kernels = cluster()
+    kernels[0].dc_end(0)  # forces all three steps
+    sent, timeouts = [], []
+    ctx = attrs.evolve(
+        context(kernels[2], 2, fake_request(kernels, sent, timeouts=timeouts)),
+        deadline=trio.current_time() + 9.2,
+    )
+    assert isinstance(ctx, HandlerContext)
+    reply = await execute(
+        REGISTRY,
+        RT.MIGRATE,
+        {"dcid": 0, "endpoint": 5, "new_node": 0, "pid": MY_PID},
+        ctx,
+    )
+    assert reply.rcode == abi.Edvs.DCNOTRUN
+    assert len(timeouts) == 3
+    start, commit, rollback = timeouts
+    # the fake steps take no time, so each share is of the same ~9 s left
+    assert 2.9 < start <= 3.0
+    assert 4.4 < commit <= 4.5
+    assert 8.9 < rollback <= 9.0

@@ -18,10 +18,12 @@ nodes hold the new location so an administrator can repair them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import msgpack
+import trio
 
 from dvsd.kernel import KernelError, abi
 from dvsd.kernel.models import PrivUpdate
@@ -39,6 +41,9 @@ from dvsd.validators import in_range
 INT_MAX = 2**31 - 1
 # Room for the reply header and the framing of the item list.
 REPLY_MARGIN = 2_000
+# Seconds MIGRATE keeps for its own reply after the last step.
+DEADLINE_MARGIN = 0.2
+MIN_STEP_TIMEOUT = 0.1
 
 
 def _endpoint(_instance, attribute, value) -> None:
@@ -235,6 +240,18 @@ def _outcome(step: str, result: Any) -> dict[str, Any]:
     }
 
 
+def _time_share(ctx: HandlerContext, fraction: float) -> dict[str, float]:
+    """A ``timeout`` for the next sub-request: a share of what is left.
+
+    MIGRATE sends up to three sub-requests one after another and must still
+    answer by its own deadline, so none may take the whole remaining time.
+    """
+    remaining = ctx.deadline - trio.current_time() - DEADLINE_MARGIN
+    if not math.isfinite(remaining):
+        return {}
+    return {"timeout": max(remaining * fraction, MIN_STEP_TIMEOUT)}
+
+
 def _failure_code(result: Any) -> int:
     if result.rcode < 0:
         return result.rcode
@@ -287,7 +304,12 @@ async def migrate(ctx: HandlerContext, params: MigrateParams) -> Reply:
     slot_params = {"dcid": dcid, "endpoint": endpoint}
     outcomes: list[dict[str, Any]] = []
 
-    started = await ctx.request(RequestType.MIGR_START, slot_params, nodes={old_node})
+    started = await ctx.request(
+        RequestType.MIGR_START,
+        slot_params,
+        nodes={old_node},
+        **_time_share(ctx, 1 / 3),
+    )
     outcomes.extend(_outcome("start", result) for result in started)
     failed = [result for result in started if not _outcome("start", result)["ok"]]
     if failed or not started:
@@ -306,7 +328,10 @@ async def migrate(ctx: HandlerContext, params: MigrateParams) -> Reply:
         "new_node": params.new_node,
     }
     committed = await ctx.request(
-        RequestType.MIGR_COMMIT, commit_params, nodes=dc_nodes
+        RequestType.MIGR_COMMIT,
+        commit_params,
+        nodes=dc_nodes,
+        **_time_share(ctx, 1 / 2),
     )
     outcomes.extend(_outcome("commit", result) for result in committed)
     answered = {result.node for result in committed}
@@ -316,7 +341,12 @@ async def migrate(ctx: HandlerContext, params: MigrateParams) -> Reply:
         log.info("migration_committed", nodes=sorted(dc_nodes))
         return Reply(items=outcomes)
 
-    rolled = await ctx.request(RequestType.MIGR_ROLLBACK, slot_params, nodes={old_node})
+    rolled = await ctx.request(
+        RequestType.MIGR_ROLLBACK,
+        slot_params,
+        nodes={old_node},
+        **_time_share(ctx, 1),
+    )
     outcomes.extend(_outcome("rollback", result) for result in rolled)
     code = _failure_code(failed[0]) if failed else ReturnCode.NODE_LEFT
     bad_nodes = sorted({result.node for result in failed} | set(unanswered))
