@@ -270,13 +270,14 @@ async def test_oversize_refused_before_sending(open_session) -> None:
     assert (await receive_until(conn, RegularMessage)).payload == b"after"
 
 
-async def test_cancelled_concurrent_multicasts_leave_session_usable(open_session):
+async def test_cancelled_concurrent_multicasts_leave_session_usable(
+    spread_daemon, open_session
+):
     group = unique("cx")
     conn = await open_session("cx")
     await joined(conn, group)
-    tasks, size = 100, 60_000
-    received: list[bytes] = []
-    some_arrived = trio.Event()
+    tasks, size = 100, 140_000
+    received: list[int] = []
 
     def payload(number: int) -> bytes:
         return number.to_bytes(4, "big") * (size // 4)
@@ -287,28 +288,36 @@ async def test_cancelled_concurrent_multicasts_leave_session_usable(open_session
                 # Every message that arrives is whole and intact.
                 number = int.from_bytes(event.payload[:4], "big")
                 assert event.payload == payload(number)
-                received.append(event.payload)
-                if number >= 0 and len(received) >= 3:
-                    some_arrived.set()
+                received.append(number)
                 if event.message_type == 999:
                     return
 
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)
-            async with trio.open_nursery() as senders:
-                for number in range(tasks):
-                    senders.start_soon(
-                        conn.multicast, ServiceType.SAFE, group, payload(number)
-                    )
-                await some_arrived.wait()
-                senders.cancel_scope.cancel()
+            # A stopped daemon reads nothing, so 14 MB of sends fill the
+            # socket and the task holding the send lock blocks part-way
+            # through a message; that is the moment we cancel.
+            os.kill(spread_daemon.pid, signal.SIGSTOP)
+            try:
+                async with trio.open_nursery() as senders:
+                    for number in range(tasks):
+                        senders.start_soon(
+                            conn.multicast, ServiceType.SAFE, group, payload(number)
+                        )
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+                    senders.cancel_scope.cancel()
+                    # The interrupted message is still being sent (shielded);
+                    # it can only finish once the daemon reads again.
+                    os.kill(spread_daemon.pid, signal.SIGCONT)
+            finally:
+                os.kill(spread_daemon.pid, signal.SIGCONT)
             # The session must still work: this one comes back intact.
             await conn.multicast(
-                ServiceType.SAFE, group, payload(0xFFFF), message_type=999
+                ServiceType.SAFE, group, payload(999), message_type=999
             )
-    assert received[-1] == payload(0xFFFF)
-    assert len(received) - 1 < tasks, "cancellation came too late to test anything"
+    assert received[-1] == 999
+    assert 0 < len(received) - 1 < tasks, "no send was cut off by the cancellation"
 
 
 async def test_receive_is_single_consumer(open_session) -> None:
