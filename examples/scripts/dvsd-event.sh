@@ -1,22 +1,23 @@
 #!/bin/sh
 # A sample dvsd membership event script: append one line per event, then the
-# JSON document dvsd wrote on standard input, to a log file.
+# JSON document dvsd wrote on standard input, to the log file named by the
+# first argument (default /var/log/dvsd-events.log).
 #
 # Configure it for every event in dvsd.toml:
 #
 #   [scripts]
-#   join = "/usr/local/lib/dvsd/dvsd-event.sh"
-#   leave = "/usr/local/lib/dvsd/dvsd-event.sh"
-#   disconnect = "/usr/local/lib/dvsd/dvsd-event.sh"
-#   partition = "/usr/local/lib/dvsd/dvsd-event.sh"
-#   merge = "/usr/local/lib/dvsd/dvsd-event.sh"
+#   join = "/usr/local/lib/dvsd/dvsd-event.sh /var/log/dvsd-events.log"
+#   leave = "/usr/local/lib/dvsd/dvsd-event.sh /var/log/dvsd-events.log"
+#   disconnect = "/usr/local/lib/dvsd/dvsd-event.sh /var/log/dvsd-events.log"
+#   partition = "/usr/local/lib/dvsd/dvsd-event.sh /var/log/dvsd-events.log"
+#   merge = "/usr/local/lib/dvsd/dvsd-event.sh /var/log/dvsd-events.log"
 #   timeout = 30
 #
 # Every DVSD_* value is a list of plain words (ids, names, "id:how"), so the
 # unquoted loops below are safe.  See docs/membership.md for the variables.
 set -eu
 
-log=${DVSD_EVENT_LOG:-/var/log/dvsd-events.log}
+log=${1:-/var/log/dvsd-events.log}
 
 {
     printf '%s node=%s event=%s changed=[%s] self=%s view=%s previous=%s' \

@@ -38,9 +38,18 @@ def write_recorder(directory: Path) -> Path:
     return script
 
 
-def scripts_section(recorder: Path, record_file: Path, nodes: int) -> str:
-    entry = json.dumps(f"{recorder} {record_file}")
-    lines = ["[scripts]"] + [f"{event} = [{entry}]" for event in EVENTS]
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "scripts" / "dvsd-event.sh"
+
+
+def scripts_section(
+    recorder: Path, record_file: Path, sample_log: Path, nodes: int
+) -> str:
+    """Every event runs the recorder, then the sample script of examples/."""
+    entries = ", ".join(
+        json.dumps(entry)
+        for entry in (f"{recorder} {record_file}", f"{SAMPLE} {sample_log}")
+    )
+    lines = ["[scripts]"] + [f"{event} = [{entries}]" for event in EVENTS]
     lines += ["timeout = 20", "[cluster]", f"nodes = {list(range(nodes))}"]
     return "\n".join(lines) + "\n"
 
@@ -68,12 +77,13 @@ class ScriptedNode(Node):
 
     def __init__(self, workdir: Path, node_id: int, gcs: dict, size: int, **kw):
         self.record_file = workdir / f"events.node{node_id}"
+        self.sample_log = workdir / f"sample.node{node_id}.log"
         recorder = write_recorder(workdir)
         super().__init__(
             workdir,
             node_id,
             gcs,
-            extra=scripts_section(recorder, self.record_file, size),
+            extra=scripts_section(recorder, self.record_file, self.sample_log, size),
             **kw,
         )
 
@@ -81,7 +91,11 @@ class ScriptedNode(Node):
         return read_records(self.record_file)
 
     def wait_script(self, event: str, count: int = 1, timeout: float = 20.0) -> None:
-        """Wait until ``count`` scripts for ``event`` have finished on this node."""
+        """Wait until ``count`` runs of ``event``'s scripts finished on this node.
+
+        A run is the recorder then the sample script; the sample's log line
+        comes last.
+        """
         done = 0
 
         def finished(entry: dict) -> bool:
@@ -89,19 +103,15 @@ class ScriptedNode(Node):
             if (
                 entry.get("event") in ("script_done", "script_failed")
                 and entry.get("membership_event") == event
+                and str(SAMPLE) in entry.get("script", "")
             ):
                 done += 1
             return done >= count
 
         self.log.wait_for(finished, timeout)
 
-    def script_count(self, event: str) -> int:
-        return self.log.count(
-            lambda e: (
-                e.get("event") in ("script_done", "script_failed")
-                and e.get("membership_event") == event
-            )
-        )
+    def script_failures(self) -> list[dict]:
+        return [e for e in self.log.events if e.get("event") == "script_failed"]
 
 
 def start_scripted_cluster(tmp_path: Path, daemon, size: int = 3) -> list[ScriptedNode]:

@@ -80,6 +80,9 @@ def test_kill_runs_disconnect_once_then_restart_runs_join(scripted_cluster):
     assert rejoined["DVSD_SEQUENCE"] == "1"
     assert rejoined["DVSD_MEMBERS"] == "0 1 2"
 
+    for node in scripted_cluster:
+        assert node.script_failures() == []
+        assert "event=join" in node.sample_log.read_text()
     summary = dvs_nodes(scripted_cluster[0], 0)
     assert {n["node"]: n["state"] for n in summary["nodes"]} == {
         0: "up",
@@ -129,6 +132,8 @@ def test_partition_then_merge_on_every_node(scripted_standin_cluster):
         assert summary["view_id"] == merge["DVSD_VIEW_ID"]
         assert {n["state"] for n in summary["nodes"]} == {"up"}
     assert len(merge_views) == 1, f"views disagree after the merge: {merge_views}"
+    for node in nodes:
+        assert node.script_failures() == []
     # the side that lost nobody got no transitional signal before the merge
     assert only(nodes[0].records(), "merge")[0]["DVSD_TRANSITIONAL"] == "0"
 

@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import textwrap
+from pathlib import Path
 
 import attrs
 import pytest
@@ -14,6 +15,8 @@ import structlog.testing
 import trio
 
 from dvsd.scripts import EventFacts, ScriptJob, ScriptRunner, run_script, shell_safe
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "scripts" / "dvsd-event.sh"
 
 FACTS = EventFacts(
     event="partition",
@@ -220,21 +223,21 @@ async def test_inherited_dvsd_variables_do_not_leak(tmp_path, monkeypatch):
     assert "PATH" in names
 
 
-@pytest.mark.parametrize("event", ["join", "merge"])
+@pytest.mark.parametrize("event", ["join", "partition"])
 def test_sample_script_runs(tmp_path, event):
-    sample = os.path.join(
-        os.path.dirname(__file__), "..", "..", "examples", "scripts", "dvsd-event.sh"
-    )
     facts = attrs.evolve(FACTS, event=event)
-    environment = dict(
-        os.environ, **facts.environment(), DVSD_EVENT_LOG=str(tmp_path / "l")
-    )
+    log = tmp_path / "events.log"
     done = subprocess.run(
-        [sample],
+        [str(SAMPLE), str(log)],
         input=json.dumps(facts.document()).encode(),
-        env=environment,
+        env=dict(os.environ, **facts.environment()),
         capture_output=True,
         timeout=10,
     )
     assert done.returncode == 0, done.stderr
-    assert f"event={event}" in (tmp_path / "l").read_text()
+    text = log.read_text()
+    assert f"node=1 event={event} changed=[2 3] self=0" in text
+    assert "  left 2 (partition)\n  left 3 (partition)\n  joined 4 (merge)\n" in text
+    assert json.loads(text.split("  json ", 1)[1]) == facts.document()
+    minority = b"node 1 is in a minority partition\n"
+    assert (done.stderr == minority) is (event == "partition")
