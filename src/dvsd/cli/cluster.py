@@ -26,6 +26,8 @@ def render_dvs_nodes(items: list[dict[str, Any]]) -> str:
         f"  majority {'yes' if summary['majority'] else 'no'}"
         + (f" (of {basis})" if basis else "")
     )
-    return head + "\n" + table(
-        summary["nodes"], ["node", "state", "member", "how", "since_view"]
-    )
+    rows = [
+        {**entry, "member": "yes" if entry.get("member") else "no"}
+        for entry in summary["nodes"]
+    ]
+    return head + "\n" + table(rows, ["node", "state", "member", "how", "since_view"])
