@@ -4,13 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e .
+echo "installing dvsd into .venv (pip's log: .venv/install.log)"
+.venv/bin/pip install --upgrade pip >.venv/install.log 2>&1
+.venv/bin/pip install -e . >>.venv/install.log 2>&1 || { tail -30 .venv/install.log; exit 1; }
 config=examples/single-node.toml
 log=$(mktemp -t dvsd-demo.XXXXXX.log)
-.venv/bin/dvsd --config "$config" 2>"$log" &
+.venv/bin/dvsd --config "$config" >/dev/null 2>"$log" &
 dvsd_pid=$!
-trap 'kill -INT $dvsd_pid 2>/dev/null; wait $dvsd_pid 2>/dev/null || true' EXIT
+trap 'kill -TERM $dvsd_pid 2>/dev/null; wait $dvsd_pid 2>/dev/null || true' EXIT
 # dvsctl status succeeds once dvsd reads its queue; give it up to 10 s.
 for _ in $(seq 100); do
     .venv/bin/dvsctl --config "$config" status >/dev/null 2>&1 && break

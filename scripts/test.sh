@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e '.[test]'
+echo "installing dvsd and its test tools into .venv (pip's log: .venv/install.log)"
+.venv/bin/pip install --upgrade pip >.venv/install.log 2>&1
+.venv/bin/pip install -e '.[test]' >>.venv/install.log 2>&1 || {
+    tail -30 .venv/install.log; exit 1; }
 if command -v spread >/dev/null || [ -n "${DVSD_SPREAD_DAEMON:-}" ]; then
     echo "real Spread daemon: ${DVSD_SPREAD_DAEMON:-$(command -v spread)}"
 else

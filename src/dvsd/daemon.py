@@ -17,7 +17,9 @@ import itertools
 import math
 import os
 import random
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -128,6 +130,8 @@ class Daemon:
             if self.membership is not None:
                 await nursery.start(self.membership.run)
             nursery.start_soon(self.gcs_loop)
+            if threading.current_thread() is threading.main_thread():
+                nursery.start_soon(self.stop_on_signal, nursery.cancel_scope)
             if queues is not None:
                 nursery.start_soon(self.intake, queues)
                 nursery.start_soon(self.sweep_replies, queues)
@@ -138,6 +142,15 @@ class Daemon:
                 kernel=getattr(self.kernel, "backend_name", "none"),
             )
             task_status.started()
+
+    async def stop_on_signal(self, scope: trio.CancelScope) -> None:
+        """SIGTERM or SIGINT ends the daemon cleanly (also when started with ``&``,
+        where the shell leaves SIGINT ignored)."""
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for number in signals:
+                self.log.info("dvsd_stopping", signal=signal.Signals(number).name)
+                scope.cancel()
+                return
 
     async def intake(self, queues: DaemonQueues) -> None:
         """Read client messages from the request queue; serve each in its own task."""
@@ -615,5 +628,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trio.run(daemon.run, queues)
     except KeyboardInterrupt:
-        daemon.log.info("dvsd_stopped", reason="interrupt")
+        pass
+    daemon.log.info("dvsd_stopped")
     return 0

@@ -25,7 +25,7 @@ from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
 from dvsd.rqst import ReturnCode, return_code_name
 from dvsd.transport.msgq import ClientMessage, ClientQueues, DaemonUnreachable, Op
 
-CLI_MODULES = ("cluster", "host", "cgroup", "namespace")
+CLI_MODULES = ("dvs", "cluster", "dc", "node", "proc", "host", "cgroup", "namespace")
 #: Families whose actions are also top-level commands: ``dvsctl ps`` is
 #: ``dvsctl host ps``, as administrators type it.
 TOP_LEVEL_FAMILIES = ("host",)
@@ -300,7 +300,10 @@ def exit_code(result: dict[str, Any]) -> int:
 
 
 def describe_error(rcode: int, error: str | None) -> str:
-    return f"{return_code_name(rcode)} ({rcode}): {error or 'no details'}"
+    prefix = f"{return_code_name(rcode)} ({rcode})"
+    if error and error.startswith(prefix):  # kernel sentences name their code
+        return error
+    return f"{prefix}: {error or 'no details'}"
 
 
 def render_result(result: dict[str, Any], renderer, *, fold: bool) -> str:
@@ -311,6 +314,8 @@ def render_result(result: dict[str, Any], renderer, *, fold: bool) -> str:
     for reply in sorted(result["replies"], key=lambda reply: reply["node"]):
         if reply["rcode"] < 0:
             body = f"error {describe_error(reply['rcode'], reply.get('error'))}"
+            if reply.get("items"):  # e.g. MIGRATE's per-node outcome
+                body += "\n" + renderer(reply["items"])
         else:
             body = renderer(reply.get("items") or [])
             if reply.get("truncated"):

@@ -6,7 +6,16 @@ Each module holds one family; its decorated functions land in
 
 import importlib
 
-BUILTIN_MODULES = ("cluster", "host", "cgroup", "namespace")
+BUILTIN_MODULES = (
+    "dvs",
+    "cluster",
+    "dc",
+    "node",
+    "proc",
+    "host",
+    "cgroup",
+    "namespace",
+)
 
 for _module in BUILTIN_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

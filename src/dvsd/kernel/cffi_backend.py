@@ -67,11 +67,15 @@ struct timespec {{ long tv_sec; long tv_nsec; }};
 
 
 def header_path() -> Path:
-    """Where dvs_api.h is: $DVSD_DVS_API_H, else native/ of the source tree."""
+    """Where dvs_api.h is: $DVSD_DVS_API_H, else the copy packaged with dvsd.
+
+    ``src/dvsd/kernel/dvs_api.h`` is a link to ``native/dvs_api.h`` in the
+    source tree; building a wheel stores the file itself as package data.
+    """
     override = os.environ.get(HEADER_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "native" / "dvs_api.h"
+    return Path(__file__).resolve().parent / "dvs_api.h"
 
 
 def cdef_text(path: Path | None = None) -> str:

@@ -1,0 +1,1 @@
+../../../native/dvs_api.h
