@@ -133,6 +133,9 @@ def test_partition_then_merge_on_every_node(scripted_standin_cluster):
         assert {n["state"] for n in summary["nodes"]} == {"up"}
     assert len(merge_views) == 1, f"views disagree after the merge: {merge_views}"
     for node in nodes:
+        # every transitional signal named the view it ended
+        assert not node.log.count(lambda e: e["event"] == "transitional_unexpected")
+    for node in nodes:
         assert node.script_failures() == []
     # the side that lost nobody got no transitional signal before the merge
     assert only(nodes[0].records(), "merge")[0]["DVSD_TRANSITIONAL"] == "0"

@@ -254,3 +254,7 @@ def test_real_partition_and_merge(namespaced_cluster):
         assert summary["view_id"] == merge["DVSD_VIEW_ID"]
         assert {entry["state"] for entry in summary["nodes"]} == {"up"}
     assert len(views) == 1, f"views disagree after the merge: {views}"
+    for node in nodes:
+        assert node.script_failures() == []
+        # every transitional signal named the view it ended
+        assert not node.log.count(lambda e: e["event"] == "transitional_unexpected")
