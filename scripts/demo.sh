@@ -21,7 +21,7 @@ run() { echo "\$ dvsctl $*"; .venv/bin/dvsctl --config "$config" "$@" || echo "(
 run status
 run dvs init
 run dvs info
-run dc init 0 --name web
+run dc init 0 web
 run dc info 0
 run dvs nodes
 run vmstat
