@@ -25,14 +25,15 @@ import msgpack
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "src")]
 
-from dvsd.rqst import RequestType  # noqa: E402
-from dvsd.transport.msgq import ClientMessage, ClientQueues, Op  # noqa: E402
 from tests.e2e.harness import Node  # noqa: E402
 from tests.spread_standin.launch import (  # noqa: E402
     find_spread_binary,
     start_real_daemon,
     start_standin,
 )
+
+from dvsd.rqst import RequestType  # noqa: E402
+from dvsd.transport.msgq import ClientMessage, ClientQueues, Op  # noqa: E402
 
 
 def measure(node: Node, destinations, clients: int, requests: int) -> dict[str, float]:
@@ -127,9 +128,8 @@ def main() -> None:
                 node.cleanup()
             daemon.stop()
 
-    print(
-        f"{'transport':28} {'to':10} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-    )
+    header = ("transport", "to", "clients", "req/s", "p50 ms", "p99 ms")
+    print("{:28} {:10} {:>7} {:>9} {:>8} {:>8}".format(*header))
     for transport, target, clients, figures in rows:
         print(
             f"{transport:28} {target:10} {clients:>7} {figures['rps']:>9.0f}"

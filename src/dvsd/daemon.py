@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import itertools
 import math
 import os
@@ -233,11 +234,9 @@ class Daemon:
             finally:
                 self.session = None
                 self._session_gone()
-                with trio.CancelScope(shield=True):
-                    try:
-                        await session.aclose()
-                    except Exception:  # noqa: BLE001 - it is already gone
-                        pass
+                # The session is already gone; closing it cannot fail usefully.
+                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await session.aclose()
 
     def _set_gcs_state(self, state: str, **details: Any) -> None:
         if state != self.gcs_state or details:
@@ -625,9 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         kernel=kernel,
         membership=Membership(config=settings, kernel=kernel),
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(daemon.run, queues)
-    except KeyboardInterrupt:
-        pass
     daemon.log.info("dvsd_stopped")
     return 0

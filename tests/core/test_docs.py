@@ -23,5 +23,6 @@ def test_catalogue_lists_every_registered_type():
 def test_catalogue_marks_many_line_types():
     text = (DOCS / "requests.md").read_text()
     for entry in load_handlers(plugins=False):
-        row = re.search(rf"^\| {entry.rqst_type} \| {entry.name} \| ([^|]+) \|", text, re.M)
+        pattern = rf"^\| {entry.rqst_type} \| {entry.name} \| ([^|]+) \|"
+        row = re.search(pattern, text, re.M)
         assert ("one node only" in row.group(1)) == entry.many_lines, entry.name

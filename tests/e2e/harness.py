@@ -7,6 +7,7 @@ its JSON log on stderr is read by a thread so a test can wait for an event
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -53,10 +54,8 @@ def _queue_absent(key: int) -> bool:
 
 
 def remove_queue(key: int) -> None:
-    try:
+    with contextlib.suppress(sysv_ipc.ExistentialError):
         sysv_ipc.MessageQueue(key).remove()
-    except sysv_ipc.ExistentialError:
-        pass
 
 
 class LogWatcher:
@@ -74,10 +73,8 @@ class LogWatcher:
             text = line.decode("utf-8", "replace").rstrip("\n")
             with self._changed:
                 self.raw.append(text)
-                try:
+                with contextlib.suppress(json.JSONDecodeError):
                     self.events.append(json.loads(text))
-                except json.JSONDecodeError:
-                    pass
                 self._changed.notify_all()
         with self._changed:
             self.raw.append("<eof>")

@@ -14,6 +14,7 @@ CLI.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import os
@@ -247,10 +248,8 @@ class DaemonQueues:
     def wake(self) -> None:
         """Unblock :meth:`receive_blocking` so the daemon can exit."""
         self._closing.set()
-        try:
+        with contextlib.suppress(sysv_ipc.Error):
             self.requests.send(b"", block=False, type=WAKE_MTYPE)
-        except sysv_ipc.Error:
-            pass
 
     async def deliver(
         self, client: int, reply_type: int, cseq: int, payload: bytes, deadline: float
