@@ -80,11 +80,19 @@ class LogWatcher:
             self.raw.append("<eof>")
             self._changed.notify_all()
 
+    def mark(self) -> int:
+        """A position in the log: ``wait_for(..., since=mark)`` looks only after it."""
+        with self._changed:
+            return len(self.events)
+
     def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 15.0,
+        since: int = 0,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         with self._changed:
             while True:
                 for event in self.events[seen:]:

@@ -174,11 +174,15 @@ def _read_line(process: subprocess.Popen, deadline: float) -> bytes:
 
 
 def start_standin(
-    workdir: Path, daemon_name: str = "localhost", byte_order: str = "little"
+    workdir: Path,
+    daemon_name: str = "localhost",
+    byte_order: str = "little",
+    port: int = 0,
 ) -> SpreadDaemon:
     """Start ``python -m tests.spread_standin`` and wait for ``ready <port>``.
 
     ``byte_order="big"`` makes it write like a big-endian daemon (no marker).
+    ``port`` 0 lets it choose; a test restarting a daemon passes the old one.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     # Unix socket paths are limited to 108 bytes; pytest's tmp_path can be longer.
@@ -196,7 +200,7 @@ def start_standin(
                 "-m",
                 "tests.spread_standin",
                 "--port",
-                "0",
+                str(port),
                 "--name",
                 daemon_name,
                 "--control",
