@@ -111,3 +111,38 @@ def test_bad_config_names_the_key(tmp_path):
     assert done.returncode == 2
     assert 'gcs.transport must be one of "spread", "single-node"' in done.stderr
     assert os.path.basename(str(config)) in done.stderr
+
+
+def test_dvsd_killed_mid_request_makes_dvsctl_exit_3_promptly(single_node):
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.harness import REPO
+
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dvsd.cli",
+            "--config",
+            str(single_node.config_path),
+            "--timeout",
+            "60",
+            "call",
+            "TESTSLOW",
+            "seconds=30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+    )
+    single_node.log.wait_for(lambda e: e.get("event") == "testslow_waiting")
+    killed_at = time.monotonic()
+    single_node.kill()
+    _, stderr = client.communicate(timeout=20)
+    assert client.returncode == 3
+    assert "exited while the request was in flight" in stderr
+    assert time.monotonic() - killed_at < 5

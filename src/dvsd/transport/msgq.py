@@ -21,6 +21,7 @@ import os
 import random
 import struct
 import threading
+import time
 from typing import Any
 
 import attrs
@@ -321,6 +322,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+#: How often a waiting client checks that dvsd is still alive, in seconds.
+DAEMON_CHECK_INTERVAL = 0.25
+
+
 class DaemonUnreachable(Exception):
     """No dvsd serves these queues."""
 
@@ -379,7 +384,17 @@ class ClientQueues:
 
         worker = threading.Thread(target=converse, daemon=True)
         worker.start()
-        worker.join(wait)
+        # Wait in slices so a dvsd that dies meanwhile is noticed at once
+        # rather than at the end of the whole wait.
+        give_up = time.monotonic() + wait
+        while worker.is_alive() and time.monotonic() < give_up:
+            worker.join(
+                min(DAEMON_CHECK_INTERVAL, max(0.0, give_up - time.monotonic()))
+            )
+            if worker.is_alive() and not pid_alive(pid):
+                raise DaemonUnreachable(
+                    f"dvsd (pid {pid}) exited while the request was in flight"
+                )
         if failure:
             if isinstance(failure[0], sysv_ipc.ExistentialError):
                 raise DaemonUnreachable("the dvsd queues were removed") from None
