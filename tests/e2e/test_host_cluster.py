@@ -163,7 +163,8 @@ def test_every_host_type_answers_from_every_node(cluster):
         meminfo["SwapFree"].split()[0]
     )
     for node, (row,) in items_ok(*results["VMSTAT"]).items():
-        assert row["swap_used_kib"] == swap_used, (node, row)
+        # Swap moves only under memory pressure; allow a little.
+        assert abs(row["swap_used_kib"] - swap_used) <= 4096, (node, row)
         assert 0 < row["free_kib"] <= int(meminfo["MemTotal"].split()[0])
 
     for node, interfaces in items_ok(*results["IFCONFIG"]).items():
@@ -318,10 +319,10 @@ def test_command_output_timeout_and_kill(cluster, tmp_path):
             assert blob.startswith(stdout), node
         else:
             assert stdout == blob, node
+    # The plain rendering says so when the output was cut.
+    cut = any(reply["truncated"] for reply in answers(result).values())
     done = asker.dvsctl("--node", "2", "command", "cat", str(path))
-    assert "(output cut: full size 300000 bytes)" in done.stdout or (
-        done.stdout.count("\\x") > 1000
-    )
+    assert ("(output cut: full size 300000 bytes)" in done.stdout) == cut
 
     # A command that outlives its timeout, with a child in the background.
     marker = f"{300 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
