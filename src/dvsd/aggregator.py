@@ -86,8 +86,19 @@ class Aggregation:
         self.failure = (rcode, sentence)
         self.done.set()
 
-    def time_out(self) -> None:
-        """The deadline passed: whoever has not answered is reported as timed out."""
+    def time_out(self, members: frozenset[int] = frozenset()) -> None:
+        """The deadline passed: whoever has not answered is reported as timed out.
+
+        If even our own copy of the request had not come back, nobody can have
+        answered: the nodes it was meant for (its destinations, else the
+        ``members`` of the current view) are all reported as timed out.
+        """
+        if self.expected is None:
+            self.expected = (
+                frozenset(self.destinations)
+                if self.destinations is not None
+                else members
+            )
         for node in self.outstanding():
             self.missing[node] = "timeout"
         self.done.set()

@@ -507,7 +507,7 @@ class Daemon:
             with trio.move_on_at(deadline):
                 await aggregation.done.wait()
             if not aggregation.done.is_set():
-                aggregation.time_out()
+                aggregation.time_out(self.view.members)
         finally:
             del self.in_flight[(self.incarnation, seq)]
         log.info(

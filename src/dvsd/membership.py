@@ -351,7 +351,7 @@ class Membership:
             self._set(node, state, _HOW[occurrence.event])
         if occurrence.self_changed:
             arriving = [node for node in sorted(view.members) if node != self.node_id]
-            self._kernel_up(arriving, view)
+            self._kernel_up(arriving, view.members)
             # After a lost session, nodes that were up before and are absent
             # now stay unreachable and leave the kernel, as in a partition.
             absent = [
@@ -363,7 +363,7 @@ class Membership:
             ]
             self._kernel_down(absent)
         elif state is NodeState.UP:
-            self._kernel_up(list(occurrence.nodes), view)
+            self._kernel_up(list(occurrence.nodes), view.members)
         else:
             self._kernel_down(list(occurrence.nodes))
 
@@ -456,14 +456,27 @@ class Membership:
         except KernelError:
             return False
 
-    def _kernel_up(self, nodes: list[int], view: ViewChanged) -> None:
+    def apply_current_view(self, cause: str) -> None:
+        """Bring every current member up in the kernel now.
+
+        The kernel only follows view changes once the DVS runs; DVSINIT and
+        DCINIT call this so that members already present when the DVS (or a
+        [cluster] DC) starts are brought up too, as a JOIN would have done.
+        """
+        if not self._in_view:
+            return
+        others = [node for node in sorted(self.members) if node != self.node_id]
+        self.log.info("dvs_view_reapplied", cause=cause, nodes=others)
+        self._kernel_up(others, self.members)
+
+    def _kernel_up(self, nodes: list[int], members: dict[int, str]) -> None:
         """Bring ``nodes`` up and add them to every running [cluster] DC."""
         if not self._kernel_ready("add", nodes):
             return
         dcs = self._running_dcs()
         for node in nodes:
             if not self._node_is_up(node):
-                name = _kernel_name(node, view.members.get(node, ""))
+                name = _kernel_name(node, members.get(node, ""))
                 if not self._kernel_call(
                     f"attach_node nodeid={node}", self.kernel.attach_node, node, name
                 ):

@@ -35,6 +35,31 @@ log = structlog.get_logger("dvsd.registry")
 converter = cattrs.Converter(forbid_extra_keys=True)
 
 
+def _strict(kind: type, accepted: tuple[type, ...], label: str):
+    """A structure hook that takes only ``accepted`` types, never a conversion.
+
+    cattrs would otherwise turn ``True`` into ``"True"`` for a string field,
+    or ``"false"`` into ``True`` for a boolean one: a request whose value has
+    the wrong type is refused, not guessed at.
+    """
+
+    def structure(value: Any, _type: type) -> Any:
+        if isinstance(value, bool) and bool not in accepted:
+            raise TypeError(f"expected {label}, got {value!r}")
+        if not isinstance(value, accepted):
+            raise TypeError(f"expected {label}, got {value!r} ({type(value).__name__})")
+        return kind(value)
+
+    return structure
+
+
+converter.register_structure_hook(str, _strict(str, (str,), "a string"))
+converter.register_structure_hook(bool, _strict(bool, (bool,), "true or false"))
+converter.register_structure_hook(int, _strict(int, (int,), "an integer"))
+converter.register_structure_hook(float, _strict(float, (int, float), "a number"))
+converter.register_structure_hook(bytes, _strict(bytes, (bytes,), "bytes"))
+
+
 class RequestError(Exception):
     """A request failed on this node; the reply carries ``rcode`` and the sentence.
 

@@ -86,6 +86,18 @@ def test_duplicate_reply_is_ignored():
     assert gathering.replies[0].rcode == 0
 
 
+def test_request_never_delivered_times_out_every_destination():
+    gathering = aggregation(destinations=(1, 2))
+    gathering.time_out(frozenset({0, 1, 2, 3}))
+    assert gathering.result()["missing"] == [
+        {"node": 1, "reason": "timeout"},
+        {"node": 2, "reason": "timeout"},
+    ]
+    everyone = aggregation()
+    everyone.time_out(frozenset({0, 3}))
+    assert [entry["node"] for entry in everyone.result()["missing"]] == [0, 3]
+
+
 def test_replies_before_delivery_are_not_counted():
     gathering = aggregation()
     assert not gathering.reply(reply(0))

@@ -78,6 +78,9 @@ async def test_handler_runs_with_built_params(registry):
         ({"dcid": 1, "colour": "red"}, "does not take parameter colour"),
         ([1, 2], "parameters must be a map"),
         ({"dcid": "one"}, "dcid"),
+        ({"dcid": "1"}, "expected an integer, got '1'"),
+        ({"dcid": True}, "expected an integer, got True"),
+        ({"dcid": 1, "name": True}, "expected a string, got True"),
     ],
 )
 async def test_bad_params_name_the_field(registry, params, sentence):

@@ -176,6 +176,8 @@ class Node:
         remove_queue(self.reply_key)
 
     def dvsctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        # A generous default deadline keeps a loaded test machine from turning
+        # slow answers into failures; a test that passes --timeout wins.
         return subprocess.run(
             [
                 sys.executable,
@@ -183,6 +185,8 @@ class Node:
                 "dvsd.cli",
                 "--config",
                 str(self.config_path),
+                "--timeout",
+                "20",
                 *args,
             ],
             capture_output=True,

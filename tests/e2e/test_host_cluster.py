@@ -376,13 +376,6 @@ def test_command_output_timeout_and_kill(cluster, tmp_path):
         assert f"node {node}: error NO_SUCH_PROCESS" in done.stdout, done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "dvsd.host.net._prefix gives ipaddress.ip_network an IPv6 netmask in"
-        " address form, which it refuses, so IPv6 addresses lose their /prefix"
-    ),
-)
 def test_ifconfig_ipv6_addresses_carry_their_prefix(single_node):
     # /proc/net/if_inet6: address, ifindex, prefix length, scope, flags, name.
     expected: dict[str, list[str]] = {}

@@ -110,14 +110,14 @@ def assert_state_matches_reply(
 ) -> None:
     """Every node holds the location the reply says it holds.
 
-    A node whose commit succeeded and was not rolled back holds the new node;
+    A node whose commit succeeded and was not undone holds the new node;
     every other node holds the old one; none is left MIGRATING.
     """
     steps = outcomes(reply)
     for node, slot in slots.items():
         committed = steps.get((node, "commit"), {}).get("ok", False)
-        rolled_back = steps.get((node, "rollback"), {}).get("ok", False)
-        expected = new_node if committed and not rolled_back else old_node
+        undone = steps.get((node, "undo"), {}).get("ok", False)
+        expected = new_node if committed and not undone else old_node
         assert slot["nodeid"] == expected, (node, slot, reply)
         assert not slot["rts_flags"] & RtsFlag.MIGRATING, (node, slot)
 
@@ -185,11 +185,12 @@ def test_dc_node_and_migration_on_three_nodes(cluster, sleepers):
     rc, reply = migrate(cluster[0], coordinator=2, endpoint=10, new_node=1, pid=new_pid)
     assert rc == 0, reply
     steps = [(item["node"], item["step"], item["ok"]) for item in reply["items"]]
+    # the old node commits last, once every other node has
     assert steps == [
         (0, "start", True),
-        (0, "commit", True),
         (1, "commit", True),
         (2, "commit", True),
+        (0, "commit", True),
     ]
 
     after = proc_slots(cluster[1], 10)
@@ -218,30 +219,24 @@ def test_dc_node_and_migration_on_three_nodes(cluster, sleepers):
         (0, "rollback"),
         (0, "start"),
         (1, "commit"),
+        (1, "undo"),
         (2, "commit"),
+        (2, "undo"),
     ]
     assert steps[(0, "start")]["ok"] and steps[(0, "rollback")]["ok"]
     assert steps[(0, "commit")]["rcode"] == Edvs.DCNODE
     assert "EDVSDCNODE" in steps[(0, "commit")]["error"]
-    # Nodes 1 and 2 did commit: the reply says so, and their kernels agree.
+    # Nodes 1 and 2 had committed; both were undone, and their kernels agree.
     assert steps[(1, "commit")]["ok"] and steps[(2, "commit")]["ok"]
+    assert steps[(1, "undo")]["ok"] and steps[(2, "undo")]["ok"]
 
     slots = proc_slots(cluster[2], 11)
     assert_state_matches_reply(slots, reply, old_node=0, new_node=2)
     assert slots[0]["lpid"] == old_pid
     assert not slots[0]["rts_flags"] & RtsFlag.REMOTE
-    assert slots[2]["lpid"] == new_pid
+    assert slots[2]["rts_flags"] & RtsFlag.REMOTE and slots[2]["nodeid"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "MIGRATE commits on the old node together with the others, so when a"
-        " bystander's commit fails the old node's MIGR_ROLLBACK only clears"
-        " MIGRATING: the reply says 'rolled back on old node 0' while node 0's"
-        " kernel shows the process on the new node"
-    ),
-)
 def test_migration_that_fails_on_a_bystander_leaves_the_old_node_rolled_back(
     cluster, sleepers
 ):
@@ -258,7 +253,7 @@ def test_migration_that_fails_on_a_bystander_leaves_the_old_node_rolled_back(
     steps = outcomes(reply)
     assert steps[(2, "commit")]["rcode"] == Edvs.DCNODE
     assert steps[(0, "rollback")]["ok"]
-    assert "rolled back on old node 0" in reply["error"]
+    assert "rolled back: endpoint 10 stays on node 0" in reply["error"]
 
     slots = proc_slots(cluster[0], 10)
     # The old node was rolled back: the process still runs there.
@@ -283,14 +278,6 @@ def configured_cluster(request, tmp_path, spread_daemon_factory):
         node.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the membership layer brings members up only on a view change; members"
-        " already in the view when DVSINIT runs stay free in the kernel, so"
-        " ADDNODE answers EDVSNODEFREE and [cluster] dcs never gain them"
-    ),
-)
 def test_dvs_init_brings_the_present_members_up(configured_cluster):
     cluster = configured_cluster
     run_ok(cluster[0], "--all", "dvs", "init")

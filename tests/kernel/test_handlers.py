@@ -229,12 +229,17 @@ async def test_migrate_commits_on_every_node_of_the_dc():
         request=fake_request(kernels, sent),
     )
     assert reply.rcode == 0, reply.error
-    assert sent == [("MIGR_START", [1]), ("MIGR_COMMIT", [0, 1, 2])]
+    # the old node (1) commits last, once every other node has
+    assert sent == [
+        ("MIGR_START", [1]),
+        ("MIGR_COMMIT", [0, 2]),
+        ("MIGR_COMMIT", [1]),
+    ]
     assert [(o["node"], o["step"], o["ok"]) for o in reply.items] == [
         (1, "start", True),
         (0, "commit", True),
-        (1, "commit", True),
         (2, "commit", True),
+        (1, "commit", True),
     ]
     old = kernels[1].get_proc_info(0, 5)
     new = kernels[2].get_proc_info(0, 5)
@@ -257,11 +262,36 @@ async def test_migrate_rolls_back_on_the_old_node_when_a_commit_fails():
     )
     assert reply.rcode == abi.Edvs.DCNOTRUN
     assert sent[-1] == ("MIGR_ROLLBACK", [1])
+    assert ("MIGR_COMMIT", [1]) not in sent  # the old node never committed
     failed = [o for o in reply.items if not o["ok"]]
     assert [(o["node"], o["step"]) for o in failed] == [(0, "commit")]
     assert "EDVSDCNOTRUN" in failed[0]["error"]
-    assert "rolled back on old node 1" in reply.error
-    assert not kernels[1].get_proc_info(0, 5).rts_flags & abi.RtsFlag.MIGRATING
+    assert "rolled back: endpoint 5 stays on node 1" in reply.error
+    old = kernels[1].get_proc_info(0, 5)
+    assert not old.rts_flags & (abi.RtsFlag.MIGRATING | abi.RtsFlag.REMOTE)
+    assert old.nodeid == 1
+
+
+async def test_migrate_undoes_commits_when_a_bystander_fails():
+    kernels = cluster()
+    kernels[0].dc_end(0)  # node 0, a bystander, cannot commit
+    sent = []
+    reply = await run(
+        kernels[2],
+        RT.MIGRATE,
+        {"dcid": 0, "endpoint": 5, "new_node": 2, "pid": MY_PID},
+        node_id=2,
+        request=fake_request(kernels, sent),
+    )
+    assert reply.rcode == abi.Edvs.DCNOTRUN
+    steps = [(o["node"], o["step"], o["ok"]) for o in reply.items]
+    assert (2, "commit", True) in steps and (2, "undo", True) in steps
+    assert (1, "rollback", True) in steps
+    assert "stays on node 1" in reply.error
+    old, new = kernels[1].get_proc_info(0, 5), kernels[2].get_proc_info(0, 5)
+    assert not old.rts_flags & (abi.RtsFlag.MIGRATING | abi.RtsFlag.REMOTE)
+    assert old.nodeid == 1
+    assert new.rts_flags & abi.RtsFlag.REMOTE and new.nodeid == 1
 
 
 async def test_migrate_rolls_back_when_a_node_does_not_answer():
@@ -331,7 +361,7 @@ async def test_migrate_steps_share_the_remaining_time():
     from dvsd.registry import HandlerContext
 
     kernels = cluster()
-    kernels[0].dc_end(0)  # forces all three steps
+    kernels[0].dc_end(0)  # node 0's commit fails: every kind of step runs
     sent, timeouts = [], []
     ctx = attrs.evolve(
         context(kernels[2], 2, fake_request(kernels, sent, timeouts=timeouts)),
@@ -345,9 +375,10 @@ async def test_migrate_steps_share_the_remaining_time():
         ctx,
     )
     assert reply.rcode == abi.Edvs.DCNOTRUN
-    assert len(timeouts) == 3
-    start, commit, rollback = timeouts
+    assert len(timeouts) == 4  # start, commit (nodes 0 and 2), undo (2), rollback
+    start, commit, undo, rollback = timeouts
     # the fake steps take no time, so each share is of the same ~9 s left
     assert 2.9 < start <= 3.0
-    assert 4.4 < commit <= 4.5
+    assert 2.9 < commit <= 3.0
+    assert 4.4 < undo <= 4.5
     assert 8.9 < rollback <= 9.0

@@ -89,6 +89,9 @@ class DcInitParams:
 async def dc_init(ctx: HandlerContext, params: DcInitParams) -> Reply:
     ctx.kernel.dc_init(params.to_kernel())
     ctx.log.info("dc_started", dcid=params.dcid, dc_name=params.name)
+    if ctx.membership is not None and params.dcid in ctx.config.cluster.dcs:
+        # A [cluster] DC gains the members that are already up.
+        ctx.membership.apply_current_view(f"dc init {params.dcid}")
     return Reply(rcode=params.dcid)
 
 

@@ -82,6 +82,9 @@ class DvsInitParams:
 async def dvs_init(ctx: HandlerContext, params: DvsInitParams) -> Reply:
     local = ctx.kernel.dvs_init(ctx.node_id, params.to_kernel())
     ctx.log.info("dvs_initialised", local_node=local, backend=ctx.kernel.backend_name)
+    if ctx.membership is not None:
+        # Members present before the DVS existed are brought up now.
+        ctx.membership.apply_current_view("dvs init")
     return Reply(rcode=local)
 
 

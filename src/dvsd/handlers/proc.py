@@ -321,41 +321,75 @@ async def migrate(ctx: HandlerContext, params: MigrateParams) -> Reply:
             error=f"migration did not start on old node {old_node}",
         )
 
+    # The old node commits last: until then it still holds the process, so
+    # a failure anywhere can be undone without touching it.
+    others = dc_nodes - {old_node}
     commit_params = {
         "pid": params.pid,
         "dcid": dcid,
         "endpoint": endpoint,
         "new_node": params.new_node,
     }
-    committed = await ctx.request(
-        RequestType.MIGR_COMMIT,
-        commit_params,
-        nodes=dc_nodes,
-        **_time_share(ctx, 1 / 2),
+    committed = await _step(
+        ctx, outcomes, "commit", RequestType.MIGR_COMMIT, commit_params, others, 1 / 3
     )
-    outcomes.extend(_outcome("commit", result) for result in committed)
-    answered = {result.node for result in committed}
-    failed = [result for result in committed if not _outcome("commit", result)["ok"]]
-    unanswered = sorted(dc_nodes - answered)
-    if not failed and not unanswered:
-        log.info("migration_committed", nodes=sorted(dc_nodes))
-        return Reply(items=outcomes)
+    failed = sorted(others - committed)
+    if not failed:
+        on_old = await _step(
+            ctx,
+            outcomes,
+            "commit",
+            RequestType.MIGR_COMMIT,
+            commit_params,
+            {old_node},
+            1 / 2,
+        )
+        if on_old:
+            log.info("migration_committed", nodes=sorted(dc_nodes))
+            return Reply(items=outcomes)
+        failed = [old_node]
 
-    rolled = await ctx.request(
-        RequestType.MIGR_ROLLBACK,
-        slot_params,
-        nodes={old_node},
-        **_time_share(ctx, 1),
+    # Undo: the nodes that already committed point back at the old node, and
+    # the old node (which never committed) leaves its MIGRATING state.
+    undo_params = dict(commit_params, new_node=old_node)
+    undone = await _step(
+        ctx, outcomes, "undo", RequestType.MIGR_COMMIT, undo_params, committed, 1 / 2
     )
-    outcomes.extend(_outcome("rollback", result) for result in rolled)
-    code = _failure_code(failed[0]) if failed else ReturnCode.NODE_LEFT
-    bad_nodes = sorted({result.node for result in failed} | set(unanswered))
-    log.warning("migration_rolled_back", failed_nodes=bad_nodes, rcode=code)
-    return Reply(
-        rcode=code,
-        items=outcomes,
-        error=(
-            f"commit failed on node(s) {', '.join(map(str, bad_nodes))};"
-            f" rolled back on old node {old_node}"
-        ),
+    rolled = await _step(
+        ctx, outcomes, "rollback", RequestType.MIGR_ROLLBACK, slot_params, {old_node}, 1
     )
+    stranded = sorted(committed - undone)
+    commit_failures = [o for o in outcomes if o["step"] == "commit" and not o["ok"]]
+    code = commit_failures[0]["rcode"] if commit_failures else ReturnCode.NODE_LEFT
+    if code >= 0:  # the node did not answer: no kernel code to give
+        code = ReturnCode.NODE_LEFT
+    sentence = f"commit failed on node(s) {', '.join(map(str, failed))}"
+    sentence += (
+        f"; rolled back: endpoint {endpoint} stays on node {old_node}"
+        if rolled and not stranded
+        else f"; NOT fully rolled back: node(s)"
+        f" {', '.join(map(str, stranded + ([] if rolled else [old_node])))}"
+        " need attention (see the per-node steps)"
+    )
+    log.warning("migration_failed", failed_nodes=failed, stranded=stranded, rcode=code)
+    return Reply(rcode=code, items=outcomes, error=sentence)
+
+
+async def _step(
+    ctx: HandlerContext,
+    outcomes: list[dict[str, Any]],
+    step: str,
+    rqst_type: RequestType,
+    step_params: dict[str, Any],
+    nodes: set[int],
+    share: float,
+) -> set[int]:
+    """Send one migration step to ``nodes``; record outcomes; return the ok nodes."""
+    if not nodes:
+        return set()
+    results = await ctx.request(
+        rqst_type, step_params, nodes=set(nodes), **_time_share(ctx, share)
+    )
+    recorded = [_outcome(step, result) for result in results]
+    outcomes.extend(recorded)
+    return {outcome["node"] for outcome in recorded if outcome["ok"]}

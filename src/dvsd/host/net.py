@@ -49,14 +49,16 @@ class Interface:
 
 
 def _prefix(address: str, netmask: str | None) -> str:
+    """``addr/prefix``; psutil gives IPv6 masks in address form (``ffff:ffff::``)."""
     address = address.split("%", 1)[0]  # fe80::1%eth0: the scope is the interface
     if not netmask:
         return address
     try:
-        network = ipaddress.ip_network(f"{address}/{netmask}", strict=False)
+        mask = ipaddress.ip_address(netmask)
     except ValueError:
         return address
-    return f"{address}/{network.prefixlen}"
+    bits = bin(int(mask)).count("1")
+    return f"{address}/{bits}"
 
 
 def list_interfaces(name: str | None = None) -> list[Interface]:
