@@ -1,0 +1,316 @@
+"""An administrator's and a stray program's mistakes, against real dvsd processes.
+
+Each test here reproduces one bug found by adversarial testing and is marked
+``xfail(strict=True)`` until the bug is fixed: when a fix lands, the test
+passes, pytest reports XPASS as a failure, and the mark must go.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import msgpack
+import pytest
+import sysv_ipc
+from tests.e2e.harness import REPO, Node, environment
+
+from dvsd import config
+
+#: SysV message types dvsd reserves on its request queue (see msgq.py).
+WAKE_MTYPE = 2
+GETDVSINFO = 2
+COMMAND = 28
+
+
+def dvsctl(node: Node, *args: str, timeout: float = 60.0):
+    """dvsctl exactly as typed, without the harness's own --timeout."""
+    return subprocess.run(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), *args],
+        capture_output=True,
+        env=environment(),
+        cwd=REPO,
+        timeout=timeout,
+        text=True,
+    )
+
+
+def queue(key: int) -> sysv_ipc.MessageQueue:
+    return sysv_ipc.MessageQueue(key, max_message_size=8192)
+
+
+def raw_request(**fields) -> bytes:
+    message = {
+        "op": "request",
+        "client": os.getpid(),
+        "cseq": 1,
+        "reply_type": os.getpid(),
+        "rqst_type": GETDVSINFO,
+        "destinations": [],
+        "params": {},
+        "timeout": 2.0,
+    }
+    message.update(fields)
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def queue_limit() -> int:
+    """The most bytes one SysV queue holds (msgmnb, 16384 by default)."""
+    with open("/proc/sys/kernel/msgmnb") as source:
+        return int(source.read())
+
+
+def queued_bytes(key: int) -> int:
+    """Bytes on the queue with this key, from /proc/sysvipc/msg."""
+    with open("/proc/sysvipc/msg") as table:
+        header = table.readline().split()
+        for line in table:
+            row = dict(zip(header, line.split(), strict=False))
+            if int(row["key"]) == key:
+                return int(row["cbytes"])
+    raise AssertionError(f"no queue with key {key}")
+
+
+@pytest.fixture
+def node(tmp_path):
+    """One single-node dvsd whose [host] policy allows `head` (a large reply)."""
+    node = Node(
+        tmp_path,
+        0,
+        {"transport": "single-node"},
+        extra='[host]\ncommand = "allow"\ncommand_allow = ["head", "sleep"]\n',
+    )
+    node.start()
+    node.wait_view(1)
+    yield node
+    node.cleanup()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an empty type-2 message from any client closes dvsd's intake for good;"
+    " the process stays up, every later dvsctl says 'did not answer', and the"
+    " WAKE that dvsd leaves at its own stop kills the next dvsd's intake too",
+)
+def test_stray_wake_message_does_not_close_the_request_queue(node):
+    queue(node.request_key).send(b"", type=WAKE_MTYPE)
+    done = dvsctl(node, "--timeout", "2", "status")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="messages of a type above 3 are never read: they fill the 16 kB"
+    " request queue silently and every dvsctl then times out",
+)
+def test_unread_message_types_cannot_fill_the_request_queue(node):
+    requests = queue(node.request_key)
+    limit = queue_limit()
+    while queued_bytes(node.request_key) + 8000 <= limit:
+        requests.send(b"x" * 8000, type=9)
+    requests.send(b"x" * (limit - queued_bytes(node.request_key)), type=9)
+    done = dvsctl(node, "--timeout", "2", "status")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="replies queued for a live pid that never reads them (a stopped"
+    " dvsctl, or any process named as client) stay on the reply queue forever:"
+    " the sweep only removes those of dead pids, so the queue stays full and"
+    " every other client gets 'dvsd did not answer'",
+)
+def test_replies_nobody_reads_do_not_jam_the_reply_queue(node):
+    replies_key = node.reply_key
+    limit = queue_limit()
+    requests = queue(node.request_key)
+    size = 0
+    cseq = 0
+    # pid 1 is alive and never reads: each reply stays queued under type 1.
+    while size == 0 or limit - queued_bytes(replies_key) >= size + 64:
+        before = queued_bytes(replies_key)
+        cseq += 1
+        mark = node.log.mark()
+        requests.send(raw_request(client=1, reply_type=1, cseq=cseq, timeout=0.5))
+        node.log.wait_for(lambda e: e.get("event") == "request_answered", since=mark)
+        size = max(size, queued_bytes(replies_key) - before)
+    # Less room is left than one small reply; a 4 kB reply cannot fit.  The
+    # stray requests' deadlines are long past once a sweep has run.
+    done = dvsctl(
+        node, "--timeout", "15", "command", "--", "head", "-c", "4000", "/dev/zero"
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="one live client that does not read a large reply blocks every"
+    " other client's reply until that client's own deadline (which the client"
+    " chooses, up to 49 days)",
+)
+def test_a_client_that_does_not_read_cannot_block_the_others(node):
+    mark = node.log.mark()
+    frozen = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, sysv_ipc\n"
+            "q = sysv_ipc.MessageQueue(int(sys.argv[1]), max_message_size=8192)\n"
+            "q.send(sys.stdin.buffer.read(), type=1)\n"
+            "print('sent', flush=True)\n"
+            "time.sleep(120)\n",
+            str(node.request_key),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        request = raw_request(
+            client=frozen.pid,
+            reply_type=frozen.pid,
+            rqst_type=COMMAND,
+            params={"argv": ["head", "-c", "90000", "/dev/zero"]},
+            timeout=60.0,
+        )
+        frozen.stdin.write(request)
+        frozen.stdin.close()
+        assert frozen.stdout.readline() == b"sent\n"
+        node.log.wait_for(
+            lambda e: (
+                e.get("event") == "request_answered" and e.get("rqst") == "COMMAND"
+            ),
+            since=mark,
+        )
+        done = dvsctl(node, "--timeout", "3", "status")
+        assert done.returncode == 0, done.stderr
+    finally:
+        frozen.kill()
+        frozen.wait()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="timeout=inf or nan on the queue crashes serve_client"
+    " (OverflowError in math.ceil) and the client never gets an answer",
+)
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan")])
+def test_non_finite_timeout_on_the_queue_gets_an_answer(node, timeout):
+    replies = queue(node.reply_key)
+    answer: list[bytes] = []
+
+    def receive() -> None:
+        data, _ = replies.receive(type=os.getpid())
+        answer.append(data)
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    queue(node.request_key).send(raw_request(cseq=7, timeout=timeout), type=1)
+    reader.join(10)
+    if not answer:
+        # Unblock the reader thread for the next test.
+        replies.send(b"\0" * 8, type=os.getpid())
+    assert answer, "dvsd sent no reply"
+    reply = msgpack.unpackb(answer[0][8:], raw=False)
+    assert reply["rcode"] == -1001
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dvsctl --timeout 1e12 (or inf) dies with an OverflowError traceback;"
+    " --timeout 1e9 is sent and refused by dvsd with a struct message",
+)
+@pytest.mark.parametrize("value", ["1e12", "inf", "1e9"])
+def test_huge_timeout_is_a_usage_error(node, value):
+    done = dvsctl(node, "--timeout", value, "dvs", "info")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "--timeout" in done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--node -1 and --node 65536 are sent and refused as BAD_REQUEST"
+    " (exit 1) instead of a usage error (exit 2), unlike --nodes 0-100000",
+)
+@pytest.mark.parametrize("value", ["-1", "65536"])
+def test_out_of_range_node_is_a_usage_error(node, value):
+    done = dvsctl(node, "--node", value, "dvs", "info")
+    assert done.returncode == 2, done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="call COMMAND argv=head runs each character as a program"
+    " ('h' is not an executable): a string is taken for the argv list",
+)
+def test_call_command_with_a_string_argv(node):
+    done = dvsctl(node, "call", "COMMAND", "argv=head")
+    assert "'h' is not an executable" not in done.stdout + done.stderr
+    assert done.returncode in (0, 2)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dvsctl prints a BrokenPipeError traceback when its reader exits"
+    " early (dvsctl ps | head -1)",
+)
+def test_closed_stdout_gives_no_traceback(node):
+    with subprocess.Popen(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), "ps"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(),
+        cwd=REPO,
+    ) as process:
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.wait(60)
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a [gcs] daemon that is not port or port@host passes the config"
+    " check; dvsd starts and retries it forever, logging at level info",
+)
+def test_bad_spread_address_is_a_configuration_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[gcs]\ntransport = "spread"\ndaemon = "nonsense"\n')
+    with pytest.raises(config.ConfigError, match="gcs.daemon"):
+        config.load(path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="[requests] timeout = inf or nan passes the config check; every"
+    " dvsctl request without --timeout then dies with an OverflowError",
+)
+@pytest.mark.parametrize("value", ["inf", "nan", "1e12"])
+def test_non_finite_request_timeout_is_a_configuration_error(tmp_path, value):
+    path = tmp_path / "timeout.toml"
+    path.write_text(f"[requests]\ntimeout = {value}\n")
+    with pytest.raises(config.ConfigError, match="requests.timeout"):
+        config.load(path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="[msgq] mode applies only when dvsd creates the queues: tightening"
+    " it and restarting leaves the old, wider permissions in place, silently",
+)
+def test_msgq_mode_applies_to_existing_queues(tmp_path):
+    node = Node(tmp_path, 0, {"transport": "single-node"}, extra="")
+    # Left by an earlier dvsd started with mode = 0o666.
+    for key in (node.request_key, node.reply_key):
+        sysv_ipc.MessageQueue(key, sysv_ipc.IPC_CREAT, mode=0o666)
+    try:
+        node.start()
+        node.wait_view(1)
+        modes = {
+            oct(queue(key).mode & 0o777) for key in (node.request_key, node.reply_key)
+        }
+        assert modes == {oct(0o660)}
+    finally:
+        node.cleanup()
