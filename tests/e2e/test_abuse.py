@@ -314,3 +314,16 @@ def test_msgq_mode_applies_to_existing_queues(tmp_path):
         assert modes == {oct(0o660)}
     finally:
         node.cleanup()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="boolean parameters take any non-empty string as true: KILL"
+    ' force=no (or force="false") passes both checks and signals pid 1',
+)
+@pytest.mark.parametrize("force", ["no", '"false"'])
+def test_kill_force_spelled_as_a_word_is_not_true(node, force):
+    # Signal 0 only checks that the process exists: nothing is delivered.
+    done = dvsctl(node, "call", "KILL", "pid=1", "signal=0", f"force={force}")
+    assert done.returncode in (1, 2), done.stdout
+    assert "sent    True" not in done.stdout
