@@ -17,6 +17,9 @@ import attrs
 
 from dvsd.wire import MAX_NODE_ID
 
+#: The longest time any setting may name, in seconds (one day).
+MAX_SECONDS = 86400.0
+
 #: Where dvsd and dvsctl look when no ``--config`` is given and
 #: ``DVSD_CONFIG`` is not set.  A missing file means the built-in defaults.
 DEFAULT_PATH = Path("/etc/dvsd/dvsd.toml")
@@ -73,6 +76,8 @@ class RequestsConfig:
     """``[requests]``: defaults for every request."""
 
     timeout: float = 5.0
+    #: Handlers that may run at once on this node; more wait for a turn.
+    concurrency: int = 64
 
 
 @attrs.frozen
@@ -232,9 +237,14 @@ def _coerce(key: str, value: Any, field: attrs.Attribute) -> Any:
             raise ConfigError(f"key {key} must be true or false, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value <= MAX_SECONDS
+        ):
             raise ConfigError(
-                f"key {key} must be a number of seconds > 0, got {value!r}"
+                f"key {key} must be a number of seconds in (0, {MAX_SECONDS:.0f}],"
+                f" got {value!r}"
             )
         return float(value)
     if isinstance(default, int):
@@ -259,6 +269,16 @@ def _check(built: dict[str, Any]) -> None:
             "key gcs.group must be 1..31 printable characters without space, '!',"
             f" '\"' or '#', got {gcs.group!r}"
         )
+    if gcs.transport is Transport.SPREAD:
+        from dvsd.transport.spread import IllegalSpreadAddress, parse_address
+
+        try:
+            parse_address(gcs.daemon)
+        except IllegalSpreadAddress as error:
+            raise ConfigError(
+                f"key gcs.daemon must be '<port>' (unix socket) or '<port>@<host>'"
+                f" (TCP): {error}"
+            ) from None
     if gcs.reconnect_min > gcs.reconnect_max:
         raise ConfigError("key gcs.reconnect_min must not exceed gcs.reconnect_max")
     msgq: MsgqConfig = built["msgq"]
@@ -270,7 +290,12 @@ def _check(built: dict[str, Any]) -> None:
         raise ConfigError("keys msgq.request_key and msgq.reply_key must differ")
     if msgq.mode > 0o777:
         raise ConfigError(
-            f"key msgq.mode must be permission bits <= 0o777, got {msgq.mode:o}"
+            f"key msgq.mode must be permission bits <= 0o777, got 0o{msgq.mode:o}"
+        )
+    if not 1 <= built["requests"].concurrency <= 100_000:
+        raise ConfigError(
+            "key requests.concurrency must be in 1..100000,"
+            f" got {built['requests'].concurrency}"
         )
     for node in built["cluster"].nodes:
         if not 0 <= node <= MAX_NODE_ID:

@@ -56,6 +56,7 @@ from dvsd.transport.msgq import (
     DaemonQueues,
     MsgqError,
     Op,
+    QueuesTaken,
     decode_client_message,
 )
 from dvsd.wire import (
@@ -79,6 +80,10 @@ SWEEP_INTERVAL = 10.0
 SessionOpener = Callable[[], Awaitable[GroupSession]]
 
 
+class QueueLost(Exception):
+    """The request queue went away under the daemon."""
+
+
 @attrs.define
 class Daemon:
     """The state of one dvsd and the tasks that change it."""
@@ -92,6 +97,8 @@ class Daemon:
 
     session: GroupSession | None = None
     gcs_state: str = "connecting"
+    #: Why the session is not connected (the daemon's refusal, the error).
+    gcs_detail: str = ""
     view: View = View()
     members: dict[int, str] = attrs.field(factory=dict)
     in_flight: dict[tuple[int, int], Aggregation] = attrs.field(factory=dict)
@@ -99,11 +106,12 @@ class Daemon:
     #: The membership layer (:class:`dvsd.membership.Membership`), if any:
     #: told of every view, transitional signal and session loss, in order.
     membership: Any = None
+    limiter: trio.CapacityLimiter = attrs.field(init=False)
     _seq: Any = attrs.field(factory=lambda: itertools.count(1))
     _nursery: trio.Nursery | None = None
-    _connected: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
+        self.limiter = trio.CapacityLimiter(self.config.requests.concurrency)
         if self.log is None:
             self.log = structlog.get_logger("dvsd").bind(node=self.config.node_id)
         if self.open_session is None:
@@ -162,16 +170,35 @@ class Daemon:
                     queues.receive_blocking, abandon_on_cancel=True
                 )
                 if data is None:
-                    self.log.warning("msgq_closed")
-                    return
+                    # Only the queue's removal ends the reader without our
+                    # own wake; without its queue this dvsd serves nobody.
+                    self.log.error("msgq_removed")
+                    raise QueueLost("the request queue was removed while dvsd ran")
                 try:
                     message = decode_client_message(data)
                 except MsgqError as error:
                     self.log.warning("client_message_rejected", error=str(error))
+                    if error.answer_to is not None:
+                        self._nursery.start_soon(self.refuse_client, queues, error)
                     continue
                 self._nursery.start_soon(self.serve_client, queues, message)
         finally:
             queues.wake()
+
+    async def refuse_client(self, queues: DaemonQueues, error: MsgqError) -> None:
+        """Answer a malformed client message with the reason, so it need not wait."""
+        client, reply_type, cseq = error.answer_to
+        answer = {
+            "request": None,
+            "rqst_type": 0,
+            "seq": 0,
+            "rcode": int(ReturnCode.BAD_REQUEST),
+            "error": f"bad request message: {error}",
+            "replies": [],
+            "missing": [],
+        }
+        payload = msgpack.packb(answer, use_bin_type=True)
+        await queues.deliver(client, reply_type, cseq, payload)
 
     async def sweep_replies(self, queues: DaemonQueues) -> None:
         while True:
@@ -202,13 +229,7 @@ class Daemon:
                 message.rqst_type, message.params, destinations, timeout
             )
         payload = msgpack.packb(answer, use_bin_type=True)
-        await queues.deliver(
-            message.client,
-            message.reply_type,
-            message.cseq,
-            payload,
-            trio.current_time() + timeout + 5.0,
-        )
+        await queues.deliver(message.client, message.reply_type, message.cseq, payload)
 
     async def gcs_loop(self) -> None:
         """Keep a session with the group; on loss, fail what is in flight, retry."""
@@ -217,18 +238,18 @@ class Daemon:
             try:
                 session = await self.open_session()
             except Exception as error:  # noqa: BLE001 - every failure is retried
-                self._set_gcs_state("unreachable", error=str(error) or repr(error))
+                self._set_gcs_state("unreachable", str(error) or repr(error))
                 await trio.sleep(pause)
                 pause = min(pause * 2, self.config.gcs.reconnect_max)
                 continue
             pause = self.config.gcs.reconnect_min
             self.session = session
-            self._set_gcs_state("connected", private_group=session.private_group)
+            self._set_gcs_state("connected", session.private_group)
             try:
                 while True:
                     event = await session.receive()
                     if isinstance(event, SessionLost):
-                        self._set_gcs_state("lost", reason=event.reason)
+                        self._set_gcs_state("lost", event.reason)
                         break
                     self.handle_event(event)
             finally:
@@ -238,14 +259,13 @@ class Daemon:
                 with trio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await session.aclose()
 
-    def _set_gcs_state(self, state: str, **details: Any) -> None:
-        if state != self.gcs_state or details:
-            self.gcs_state = state
-            self.log.info(
-                "gcs_state", state=state, transport=self.transport_name, **details
-            )
-        if state == "connected":
-            self._connected.set()
+    def _set_gcs_state(self, state: str, detail: str = "") -> None:
+        """Record and log a change of the session's state (repeats are not logged)."""
+        if (state, detail) == (self.gcs_state, self.gcs_detail):
+            return
+        self.gcs_state, self.gcs_detail = state, detail
+        emit = self.log.info if state == "connected" else self.log.warning
+        emit("gcs_state", state=state, detail=detail, transport=self.transport_name)
 
     def _session_gone(self) -> None:
         for aggregation in list(self.in_flight.values()):
@@ -256,7 +276,6 @@ class Daemon:
             )
         self.view = View()
         self.members = {}
-        self._connected = trio.Event()
         if self.membership is not None:
             self.membership.on_session_lost()
 
@@ -357,7 +376,20 @@ class Daemon:
             request=self.sub_request,
             membership=self.membership,
         )
-        reply = await execute(self.registry, request.rqst_type, request.params, ctx)
+        # At most [requests] concurrency handlers run at once on this node; the
+        # others wait for a turn, and nothing runs past its request's deadline.
+        reply = None
+        with trio.move_on_at(ctx.deadline):
+            async with self.limiter:
+                reply = await execute(
+                    self.registry, request.rqst_type, request.params, ctx
+                )
+        if reply is None:
+            reply = Reply(
+                rcode=ReturnCode.TIMEOUT,
+                error=f"node {self.node_id} could not finish before the deadline"
+                f" ({self.limiter.borrowed_tokens} requests were running)",
+            )
         data = self._encode_reply(request, reply, log)
         log.info("request_done", rcode=reply.rcode)
         session = self.session
@@ -526,6 +558,7 @@ class Daemon:
             "pid": os.getpid(),
             "transport": self.transport_name,
             "gcs": self.gcs_state,
+            "gcs_detail": self.gcs_detail,
             "daemon": self.config.gcs.daemon
             if self.config.gcs.transport is config_module.Transport.SPREAD
             else None,
@@ -606,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
         queues = DaemonQueues(
             settings.msgq.request_key, settings.msgq.reply_key, settings.msgq.mode
         )
+    except QueuesTaken as error:
+        print(f"dvsd: {error}; stop it or configure other [msgq] keys", file=sys.stderr)
+        return 2
     except Exception as error:  # noqa: BLE001 - sysv_ipc errors share no base with OSError
         print(f"dvsd: cannot open the message queues: {error}", file=sys.stderr)
         return 2
@@ -624,7 +660,13 @@ def main(argv: list[str] | None = None) -> int:
         kernel=kernel,
         membership=Membership(config=settings, kernel=kernel),
     )
-    with contextlib.suppress(KeyboardInterrupt):
+    status = 0
+    try:
         trio.run(daemon.run, queues)
-    daemon.log.info("dvsd_stopped")
-    return 0
+    except* KeyboardInterrupt:
+        pass
+    except* QueueLost as group:
+        print(f"dvsd: {group.exceptions[0]}", file=sys.stderr)
+        status = 1
+    daemon.log.info("dvsd_stopped", status=status)
+    return status

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import traceback
+import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -58,6 +59,33 @@ converter.register_structure_hook(bool, _strict(bool, (bool,), "true or false"))
 converter.register_structure_hook(int, _strict(int, (int,), "an integer"))
 converter.register_structure_hook(float, _strict(float, (int, float), "a number"))
 converter.register_structure_hook(bytes, _strict(bytes, (bytes,), "bytes"))
+
+
+def _is_sequence(kind: Any) -> bool:
+    return typing.get_origin(kind) in (list, tuple) or kind in (list, tuple)
+
+
+def _structure_sequence(value: Any, kind: Any) -> Any:
+    """Lists and tuples from lists only: a string is not a list of characters."""
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"expected a list, got {value!r}")
+    origin = typing.get_origin(kind) or kind
+    args = typing.get_args(kind)
+    if origin is list:
+        item = args[0] if args else Any
+        return [converter.structure(part, item) for part in value]
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(converter.structure(part, args[0]) for part in value)
+    if args:
+        if len(args) != len(value):
+            raise TypeError(f"expected {len(args)} values, got {len(value)}")
+        return tuple(
+            converter.structure(v, a) for v, a in zip(value, args, strict=True)
+        )
+    return tuple(value)
+
+
+converter.register_structure_hook_func(_is_sequence, _structure_sequence)
 
 
 class RequestError(Exception):

@@ -42,7 +42,7 @@ def test_full_file(tmp_path):
         ("node_id = -1", "node_id must be in 0..65534"),
         ("node_id = 'a'", "node_id must be an integer"),
         ("[msgq]\nrequest_key = 5\nreply_key = 5", "must differ"),
-        ("[requests]\ntimeout = 0", "requests.timeout must be a number of seconds > 0"),
+        ("[requests]\ntimeout = 0", "requests.timeout must be a number of seconds in"),
         ('[gcs]\ngroup = "has space"', "gcs.group must be 1..31 printable"),
         ("[gcs]\nport = 1", "unknown key gcs.port"),
         ("colour = 1", "unknown key colour"),
@@ -63,3 +63,31 @@ def test_bad_files_name_the_key(tmp_path, text, sentence):
 def test_missing_file(tmp_path):
     with pytest.raises(config.ConfigError, match="no such file"):
         config.load(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        (
+            "[requests]\ntimeout = inf",
+            "requests.timeout must be a number of seconds in",
+        ),
+        (
+            "[requests]\ntimeout = nan",
+            "requests.timeout must be a number of seconds in",
+        ),
+        (
+            "[requests]\ntimeout = 1e12",
+            "requests.timeout must be a number of seconds in",
+        ),
+        ('[gcs]\ntransport = "spread"\ndaemon = "nonsense"', "key gcs.daemon must be"),
+        ('[gcs]\ntransport = "spread"\ndaemon = "99999@h"', "key gcs.daemon must be"),
+        ("[msgq]\nmode = 999999", "got 0o3641077"),
+    ],
+)
+def test_values_that_parse_but_cannot_work(tmp_path, text, sentence):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    assert sentence in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import msgpack
 import pytest
@@ -64,17 +65,26 @@ def test_client_message_round_trip():
         (msgpack.packb([1]), "must be a map"),
         (msgpack.packb({"op": "fly", "client": 1, "cseq": 1}), "unknown op"),
         (msgpack.packb({"op": "request", "client": -1, "cseq": 1}), "client must be"),
+        (msgpack.packb({"op": "request", "client": 5, "cseq": 1}), "rqst_type must be"),
         (
             msgpack.packb({"op": "request", "client": 5, "cseq": 1, "reply_type": 6}),
             "does not belong to client 5",
         ),
         (
-            msgpack.packb({"op": "request", "client": 5, "cseq": 1, "timeout": 0}),
-            "timeout must be",
+            msgpack.packb(
+                {"op": "request", "client": 5, "cseq": 1, "rqst_type": 2, "timeout": 0}
+            ),
+            "timeout must be a number of seconds in",
         ),
         (
             msgpack.packb(
-                {"op": "request", "client": 5, "cseq": 1, "destinations": ["x"]}
+                {
+                    "op": "request",
+                    "client": 5,
+                    "cseq": 1,
+                    "rqst_type": 2,
+                    "destinations": ["x"],
+                }
             ),
             "destinations must be",
         ),
@@ -102,7 +112,7 @@ async def test_reply_for_a_dead_client_is_dropped_without_blocking(queues):
     os.waitpid(pid, 0)
     big = os.urandom(60_000)  # far more than the queue holds (16 KiB here)
     with trio.fail_after(5):
-        delivered = await queues.deliver(pid, pid, 1, big, trio.current_time() + 30)
+        delivered = await queues.deliver(pid, pid, 1, big)
     assert not delivered
     assert queues.replies.current_messages == 0  # the chunks it had queued are gone
 
@@ -124,9 +134,7 @@ async def test_reply_waits_for_a_live_slow_reader(queues):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.to_thread.run_sync, read_all)
         with trio.fail_after(10):
-            assert await queues.deliver(
-                client, client, 7, payload, trio.current_time() + 10
-            )
+            assert await queues.deliver(client, client, 7, payload)
     assert received == [payload]
 
 
@@ -146,3 +154,62 @@ async def test_wake_unblocks_the_receiving_thread(queues):
 def test_queue_permissions_follow_config(queues):
     assert queues.requests.mode & 0o777 == 0o660
     assert isinstance(queues.requests, sysv_ipc.MessageQueue)
+
+
+async def test_only_our_own_wake_stops_the_reader(queues):
+    # anyone may put a type-2 message on the queue; it must not stop dvsd
+    queues.requests.send(b"", type=2)
+    queues.requests.send(b"junk", type=9)
+    queues.requests.send(b"hello", type=1)
+    data = await trio.to_thread.run_sync(queues.receive_blocking)
+    assert data == b"hello"
+    assert queues.requests.current_messages == 0  # the stray ones were read
+    queues.wake()
+    assert await trio.to_thread.run_sync(queues.receive_blocking) is None
+
+
+async def test_abandoned_replies_are_swept(queues, monkeypatch):
+    import dvsd.transport.msgq as msgq
+
+    client = os.getpid()  # alive, but never reads
+    assert await queues.deliver(client, client, 1, b"x" * 5000)
+    assert queues.replies.current_messages == 1
+    assert queues.sweep() == 0  # not abandoned yet
+    real_monotonic = time.monotonic
+    later = msgq.REPLY_LIFETIME + 1
+    monkeypatch.setattr(msgq.time, "monotonic", lambda: real_monotonic() + later)
+    assert queues.sweep() == 1
+    assert queues.replies.current_messages == 0
+
+
+async def test_a_full_queue_of_abandoned_replies_does_not_block_others(queues):
+    squatter = 1 | 5 << 22  # pid 1 is alive and never reads
+    while True:
+        try:
+            queues.replies.send(b"z" * 4000, block=False, type=squatter)
+        except sysv_ipc.BusyError:
+            break
+    queues.pending[squatter] = time.monotonic() - 1  # already abandoned
+    client = os.getpid()
+    with trio.fail_after(5):
+        assert await queues.deliver(client, client, 3, b"answer")
+    chunk, _ = queues.replies.receive(type=client)
+    assert Reassembler(3).feed(chunk) == b"answer"
+
+
+def test_a_second_daemon_on_the_same_keys_is_refused(queues):
+    from dvsd.transport.msgq import QueuesTaken
+
+    with pytest.raises(QueuesTaken, match="another dvsd already serves"):
+        DaemonQueues(queues.requests.key, queues.replies.key)
+
+
+def test_non_finite_timeouts_are_refused():
+    for bad in (float("inf"), float("nan"), 1e12):
+        raw = msgpack.packb(
+            {"op": "request", "client": 5, "cseq": 1, "rqst_type": 2, "timeout": bad}
+        )
+        with pytest.raises(MsgqError, match="timeout must be") as caught:
+            decode_client_message(raw)
+        # the sender is known, so dvsd can answer it with the error
+        assert caught.value.answer_to == (5, 5, 1)

@@ -1,8 +1,8 @@
 """An administrator's and a stray program's mistakes, against real dvsd processes.
 
-Each test here reproduces one bug found by adversarial testing and is marked
-``xfail(strict=True)`` until the bug is fixed: when a fix lands, the test
-passes, pytest reports XPASS as a failure, and the mark must go.
+Each test here reproduces one bug found by adversarial testing (a stray
+program on the queues, a stopped client, a config that parses but cannot
+work, ...) and now guards its fix.
 """
 
 from __future__ import annotations
@@ -88,23 +88,12 @@ def node(tmp_path):
     node.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty type-2 message from any client closes dvsd's intake for good;"
-    " the process stays up, every later dvsctl says 'did not answer', and the"
-    " WAKE that dvsd leaves at its own stop kills the next dvsd's intake too",
-)
 def test_stray_wake_message_does_not_close_the_request_queue(node):
     queue(node.request_key).send(b"", type=WAKE_MTYPE)
     done = dvsctl(node, "--timeout", "2", "status")
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="messages of a type above 3 are never read: they fill the 16 kB"
-    " request queue silently and every dvsctl then times out",
-)
 def test_unread_message_types_cannot_fill_the_request_queue(node):
     requests = queue(node.request_key)
     limit = queue_limit()
@@ -115,13 +104,6 @@ def test_unread_message_types_cannot_fill_the_request_queue(node):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replies queued for a live pid that never reads them (a stopped"
-    " dvsctl, or any process named as client) stay on the reply queue forever:"
-    " the sweep only removes those of dead pids, so the queue stays full and"
-    " every other client gets 'dvsd did not answer'",
-)
 def test_replies_nobody_reads_do_not_jam_the_reply_queue(node):
     replies_key = node.reply_key
     limit = queue_limit()
@@ -144,12 +126,6 @@ def test_replies_nobody_reads_do_not_jam_the_reply_queue(node):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one live client that does not read a large reply blocks every"
-    " other client's reply until that client's own deadline (which the client"
-    " chooses, up to 49 days)",
-)
 def test_a_client_that_does_not_read_cannot_block_the_others(node):
     mark = node.log.mark()
     frozen = subprocess.Popen(
@@ -190,11 +166,6 @@ def test_a_client_that_does_not_read_cannot_block_the_others(node):
         frozen.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="timeout=inf or nan on the queue crashes serve_client"
-    " (OverflowError in math.ceil) and the client never gets an answer",
-)
 @pytest.mark.parametrize("timeout", [float("inf"), float("nan")])
 def test_non_finite_timeout_on_the_queue_gets_an_answer(node, timeout):
     replies = queue(node.reply_key)
@@ -216,11 +187,6 @@ def test_non_finite_timeout_on_the_queue_gets_an_answer(node, timeout):
     assert reply["rcode"] == -1001
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dvsctl --timeout 1e12 (or inf) dies with an OverflowError traceback;"
-    " --timeout 1e9 is sent and refused by dvsd with a struct message",
-)
 @pytest.mark.parametrize("value", ["1e12", "inf", "1e9"])
 def test_huge_timeout_is_a_usage_error(node, value):
     done = dvsctl(node, "--timeout", value, "dvs", "info")
@@ -229,33 +195,18 @@ def test_huge_timeout_is_a_usage_error(node, value):
     assert "--timeout" in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--node -1 and --node 65536 are sent and refused as BAD_REQUEST"
-    " (exit 1) instead of a usage error (exit 2), unlike --nodes 0-100000",
-)
 @pytest.mark.parametrize("value", ["-1", "65536"])
 def test_out_of_range_node_is_a_usage_error(node, value):
     done = dvsctl(node, "--node", value, "dvs", "info")
     assert done.returncode == 2, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="call COMMAND argv=head runs each character as a program"
-    " ('h' is not an executable): a string is taken for the argv list",
-)
 def test_call_command_with_a_string_argv(node):
     done = dvsctl(node, "call", "COMMAND", "argv=head")
     assert "'h' is not an executable" not in done.stdout + done.stderr
     assert done.returncode in (0, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dvsctl prints a BrokenPipeError traceback when its reader exits"
-    " early (dvsctl ps | head -1)",
-)
 def test_closed_stdout_gives_no_traceback(node):
     with subprocess.Popen(
         [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), "ps"],
@@ -270,11 +221,6 @@ def test_closed_stdout_gives_no_traceback(node):
     assert "Traceback" not in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a [gcs] daemon that is not port or port@host passes the config"
-    " check; dvsd starts and retries it forever, logging at level info",
-)
 def test_bad_spread_address_is_a_configuration_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[gcs]\ntransport = "spread"\ndaemon = "nonsense"\n')
@@ -282,11 +228,6 @@ def test_bad_spread_address_is_a_configuration_error(tmp_path):
         config.load(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="[requests] timeout = inf or nan passes the config check; every"
-    " dvsctl request without --timeout then dies with an OverflowError",
-)
 @pytest.mark.parametrize("value", ["inf", "nan", "1e12"])
 def test_non_finite_request_timeout_is_a_configuration_error(tmp_path, value):
     path = tmp_path / "timeout.toml"
@@ -295,11 +236,6 @@ def test_non_finite_request_timeout_is_a_configuration_error(tmp_path, value):
         config.load(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="[msgq] mode applies only when dvsd creates the queues: tightening"
-    " it and restarting leaves the old, wider permissions in place, silently",
-)
 def test_msgq_mode_applies_to_existing_queues(tmp_path):
     node = Node(tmp_path, 0, {"transport": "single-node"}, extra="")
     # Left by an earlier dvsd started with mode = 0o666.
@@ -316,11 +252,6 @@ def test_msgq_mode_applies_to_existing_queues(tmp_path):
         node.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="boolean parameters take any non-empty string as true: KILL"
-    ' force=no (or force="false") passes both checks and signals pid 1',
-)
 @pytest.mark.parametrize("force", ["no", '"false"'])
 def test_kill_force_spelled_as_a_word_is_not_true(node, force):
     # Signal 0 only checks that the process exists: nothing is delivered.

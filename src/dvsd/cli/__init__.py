@@ -13,6 +13,7 @@ import concurrent.futures
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -23,9 +24,27 @@ from dvsd import logsetup
 from dvsd.cli.framework import COMMANDS, Command, default_render
 from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
 from dvsd.rqst import ReturnCode, return_code_name
-from dvsd.transport.msgq import ClientMessage, ClientQueues, DaemonUnreachable, Op
+from dvsd.transport.msgq import (
+    MAX_TIMEOUT,
+    ClientMessage,
+    ClientQueues,
+    DaemonUnreachable,
+    Op,
+)
+from dvsd.wire import MAX_NODE_ID
 
 CLI_MODULES = ("dvs", "cluster", "dc", "node", "proc", "host", "cgroup", "namespace")
+FAMILY_HELP = {
+    "dvs": "the DVS on each node: init, info, end, nodes",
+    "dc": "distributed containers: init, info, end",
+    "node": "node slots of the DVS: add to a DC, remove, info",
+    "proxy": "proxy pairs: info, status",
+    "proc": "processes of a DC: info, privileges, migrate",
+    "host": "host operations: command, ps, vmstat, df, kill, ...",
+    "cgroup": "cgroup CPU, memory, I/O and network settings; controllers",
+    "ns": "namespaces of a process and who shares them",
+}
+
 #: Families whose actions are also top-level commands: ``dvsctl ps`` is
 #: ``dvsctl host ps``, as administrators type it.
 TOP_LEVEL_FAMILIES = ("host",)
@@ -58,9 +77,41 @@ def parse_nodes(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(
                 f"--nodes takes ids and ranges like 0-2,5; {part!r} is neither"
             ) from None
-    if any(node < 0 or node > 0xFFFE for node in nodes):
-        raise argparse.ArgumentTypeError("--nodes: node ids must be in 0..65534")
+    if any(node < 0 or node > MAX_NODE_ID for node in nodes):
+        raise argparse.ArgumentTypeError(
+            f"--nodes: node ids must be in 0..{MAX_NODE_ID}"
+        )
     return sorted(nodes)
+
+
+def node_id(text: str) -> int:
+    """``--node``: one node id, checked before anything is sent."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--node takes a node id, got {text!r}"
+        ) from None
+    if not 0 <= value <= MAX_NODE_ID:
+        raise argparse.ArgumentTypeError(
+            f"--node must be in 0..{MAX_NODE_ID}, got {value}"
+        )
+    return value
+
+
+def seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds, at most one day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--timeout takes seconds, got {text!r}"
+        ) from None
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"--timeout must be in (0, {MAX_TIMEOUT:.0f}] seconds, got {text}"
+        )
+    return value
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -68,11 +119,15 @@ def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--config", help="dvsd configuration file (TOML)")
     where = common.add_mutually_exclusive_group()
-    where.add_argument("--node", type=int, help="run on this node id")
+    where.add_argument("--node", type=node_id, help="run on this node id")
     where.add_argument("--all", action="store_true", help="run on every node")
     where.add_argument("--nodes", type=parse_nodes, help="run on these nodes: 0-2,5")
     common.add_argument("--json", action="store_true", help="print one JSON object")
-    common.add_argument("--timeout", type=float, help="seconds to wait for the nodes")
+    common.add_argument(
+        "--timeout",
+        type=seconds,
+        help="seconds to wait for the nodes (default: [requests] timeout, 5)",
+    )
     return common
 
 
@@ -93,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         "call", parents=[common], help="send any request type by name or number"
     )
     call.add_argument("type", help="request type name (GETDVSINFO) or number")
-    call.add_argument("params", nargs="*", metavar="KEY=VALUE", help="parameters")
+    call.add_argument(
+        "params",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help='parameters; a VALUE is read as JSON (3, true, ["ls", "-l"],'
+        ' "text") and taken as a plain string when it is not JSON',
+    )
 
     by_group: dict[str, list[Command]] = {}
     for entry in COMMANDS:
@@ -103,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub = groups.add_parser(group, parents=[common], help=entries[0].help)
             _add_arguments(sub, entries[0])
             continue
-        family = groups.add_parser(group, help=f"{group} requests")
+        family = groups.add_parser(
+            group, help=FAMILY_HELP.get(group, f"{group} requests")
+        )
         names = family.add_subparsers(dest="name", metavar="ACTION", required=True)
         for entry in entries:
             sub = names.add_parser(entry.name, parents=[common], help=entry.help)
@@ -131,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader (``| head``) went away: nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except UsageError as error:
         print(f"dvsctl: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -147,8 +216,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"configuration: {error}") from None
     as_json = getattr(args, "json", False)
     timeout = getattr(args, "timeout", None)
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be greater than 0, got {timeout}")
     wait = (timeout or settings.requests.timeout) + GRACE
     queues = ClientQueues(settings.msgq.request_key, settings.msgq.reply_key)
 
@@ -366,14 +433,19 @@ def fold_nodes(nodes: list[int]) -> str:
 
 def render_status(status: dict[str, Any]) -> str:
     view = status["view"]
+    gcs = status["gcs"]
+    if status.get("daemon"):
+        gcs += f" to {status['daemon']}"
+    if status.get("gcs_detail"):
+        gcs += f" ({status['gcs_detail']})"
     rows = [
         ("node", status["node_id"]),
         ("transport", status["transport"]),
-        ("gcs", status["gcs"]),
+        ("gcs", gcs),
         ("group", status["group"]),
         (
             "view",
-            f"{view['view_id']} members {fold_nodes(view['members']) or '-'}",
+            f"{view['view_id'] or '-'} members {fold_nodes(view['members']) or '-'}",
         ),
         ("kernel", status["kernel"]),
         ("in flight", status["in_flight"]),

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import math
 import os
 import random
 import struct
+import tempfile
 import threading
 import time
 from typing import Any
@@ -41,12 +43,32 @@ HELLO_MTYPE = 3
 #: Low bits of a reply type that hold the client's pid (Linux pid_max <= 2**22).
 PID_MASK = (1 << 22) - 1
 
+#: Seconds after it was queued that an unread reply counts as abandoned and
+#: is removed: a dvsctl reads its reply at once, and the kernel's queue
+#: (16 KiB by default) is shared by every client.
+REPLY_LIFETIME = 3.0
+#: Seconds dvsd waits for room on a full reply queue before dropping a reply;
+#: longer than REPLY_LIFETIME, so abandoned replies are swept away meanwhile.
+DELIVERY_PATIENCE = 5.0
+#: The longest deadline a request may ask for, in seconds (one day).
+MAX_TIMEOUT = 86400.0
+
 # cseq (the client's id for this request), chunk index, chunk count
 _CHUNK_HEADER = struct.Struct("!IHH")
 
 
 class MsgqError(Exception):
-    """Bytes on a queue that are not a message of this protocol."""
+    """Bytes on a queue that are not a message of this protocol.
+
+    ``answer_to`` is ``(client, reply_type, cseq)`` when the message said who
+    sent it well enough to be answered with the error; else ``None``.
+    """
+
+    def __init__(
+        self, message: str, answer_to: tuple[int, int, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.answer_to = answer_to
 
 
 class Op(enum.StrEnum):
@@ -114,9 +136,14 @@ def decode_client_message(data: bytes) -> ClientMessage:
     except ValueError:
         raise MsgqError(f"unknown op {raw.get('op')!r}") from None
     client, cseq = raw.get("client"), raw.get("cseq")
-    for name, value in (("client", client), ("cseq", cseq)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise MsgqError(f"{name} must be a non-negative integer, got {value!r}")
+    for name, value, low, high in (
+        ("client", client, 1, PID_MASK),
+        ("cseq", cseq, 0, 2**32 - 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MsgqError(f"{name} must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise MsgqError(f"{name} must be in {low}..{high}, got {value}")
     reply_type = raw.get("reply_type") or client
     if (
         isinstance(reply_type, bool)
@@ -125,9 +152,21 @@ def decode_client_message(data: bytes) -> ClientMessage:
         or reply_type & PID_MASK != client
     ):
         raise MsgqError(f"reply_type {reply_type!r} does not belong to client {client}")
+    try:
+        return _decode_request_fields(raw, op, client, cseq, reply_type)
+    except MsgqError as error:
+        raise MsgqError(str(error), answer_to=(client, reply_type, cseq)) from None
+
+
+def _decode_request_fields(
+    raw: dict[Any, Any], op: Op, client: int, cseq: int, reply_type: int
+) -> ClientMessage:
+    """The rest of a client message, once we know whom to answer."""
     rqst_type = raw.get("rqst_type", 0)
     if isinstance(rqst_type, bool) or not isinstance(rqst_type, int):
         raise MsgqError(f"rqst_type must be an integer, got {rqst_type!r}")
+    if op is Op.REQUEST and not 0 < rqst_type <= 0xFFFF:
+        raise MsgqError(f"rqst_type must be in 1..65535, got {rqst_type}")
     destinations = raw.get("destinations")
     if destinations is not None and (
         not isinstance(destinations, list)
@@ -141,9 +180,12 @@ def decode_client_message(data: bytes) -> ClientMessage:
     if timeout is not None and (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
-        or timeout <= 0
+        or not 0 < timeout <= MAX_TIMEOUT
     ):
-        raise MsgqError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        raise MsgqError(
+            f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:.0f}],"
+            f" got {timeout!r}"
+        )
     return ClientMessage(
         op=op,
         client=client,
@@ -206,21 +248,45 @@ def open_queue(key: int, mode: int, *, create: bool) -> sysv_ipc.MessageQueue:
     )
 
 
+class QueuesTaken(Exception):
+    """Another dvsd already serves these queues."""
+
+
 class DaemonQueues:
     """The daemon's side: receive client messages, deliver replies, never block.
 
     Receiving runs in a worker thread (``msgrcv`` has no non-blocking wait
     that Trio could poll); sending uses ``IPC_NOWAIT`` and backs off while the
-    reply queue is full, giving up on a client that has gone away.
+    reply queue is full.  Anyone who may write to the queues can put anything
+    on them, so nothing a client sends may stop dvsd or hold the reply queue
+    for long: stray message types are dropped, only dvsd's own wake message
+    (carrying a token only it knows) stops the reader, and replies nobody
+    reads are removed after :data:`REPLY_LIFETIME` seconds.
     """
 
     def __init__(self, request_key: int, reply_key: int, mode: int = 0o660) -> None:
+        self._lock = _take_lock(request_key)
         self.requests = open_queue(request_key, mode, create=True)
         self.replies = open_queue(reply_key, mode, create=True)
+        for queue in (self.requests, self.replies):
+            if queue.mode & 0o777 != mode:
+                log.info(
+                    "msgq_mode_changed",
+                    key=queue.key,
+                    was=oct(queue.mode & 0o777),
+                    now=oct(mode),
+                )
+                queue.mode = mode
         self.limit = message_limit()
+        self._token = os.urandom(16)
         self._closing = threading.Event()
-        #: Clients with reply chunks we may have left on the queue.
-        self.pending_clients: set[int] = set()
+        #: Reply types with chunks we may have left on the queue, and the
+        #: time (``time.monotonic``) after which they count as abandoned.
+        self.pending: dict[int, float] = {}
+        #: Reply types swept as abandoned while their delivery was under way:
+        #: the rest of that reply is not sent.
+        self.abandoned: set[int] = set()
+        self._delivering: set[int] = set()
 
     def current_reader(self) -> int | None:
         """The pid of another live process serving the request queue, if any."""
@@ -234,61 +300,82 @@ class DaemonQueues:
         self.requests.send(b"", block=False, type=HELLO_MTYPE)
 
     def receive_blocking(self) -> bytes | None:
-        """Block until a client message arrives; ``None`` once :meth:`wake` ran."""
+        """Block until a client request arrives; ``None`` once :meth:`wake` ran.
+
+        Messages of any other type are read and dropped, so none can sit on
+        the queue and fill it.
+        """
         while True:
             try:
-                data, mtype = self.requests.receive(type=-HELLO_MTYPE)
+                data, mtype = self.requests.receive()
             except sysv_ipc.ExistentialError:
                 return None
-            if mtype == WAKE_MTYPE or self._closing.is_set():
+            if self._closing.is_set():
                 return None
-            if mtype == HELLO_MTYPE:
-                continue
-            return data
+            if mtype == REQUEST_MTYPE:
+                return data
+            if mtype == WAKE_MTYPE and data == self._token:
+                return None
+            if mtype != HELLO_MTYPE:
+                log.warning("stray_queue_message_dropped", mtype=mtype, size=len(data))
 
     def wake(self) -> None:
         """Unblock :meth:`receive_blocking` so the daemon can exit."""
         self._closing.set()
         with contextlib.suppress(sysv_ipc.Error):
-            self.requests.send(b"", block=False, type=WAKE_MTYPE)
+            self.requests.send(self._token, block=False, type=WAKE_MTYPE)
 
     async def deliver(
-        self, client: int, reply_type: int, cseq: int, payload: bytes, deadline: float
+        self, client: int, reply_type: int, cseq: int, payload: bytes
     ) -> bool:
         """Queue one reply under ``reply_type`` for ``client``; False if dropped.
 
         While the queue is full this waits in short, growing steps (the
-        kernel offers no readiness event for SysV queues) until ``deadline``.
-        A client whose process is gone is dropped at once, with any chunks of
-        its already on the queue.
+        kernel offers no readiness event for SysV queues), first removing
+        replies that are abandoned.  It gives up when ``client`` has exited
+        or no room appeared for :data:`DELIVERY_PATIENCE` seconds.
         """
+
+        self._delivering.add(reply_type)
+        try:
+            return await self._deliver(client, reply_type, cseq, payload)
+        finally:
+            self._delivering.discard(reply_type)
+            self.abandoned.discard(reply_type)
+
+    async def _deliver(
+        self, client: int, reply_type: int, cseq: int, payload: bytes
+    ) -> bool:
         import trio
 
-        chunks = split_reply(cseq, payload, self.limit)
-        self.pending_clients.add(reply_type)
-        pause = 0.001
-        for chunk in chunks:
+        for chunk in split_reply(cseq, payload, self.limit):
+            waiting_since = time.monotonic()
+            pause = 0.001
             while True:
                 try:
                     self.replies.send(chunk, block=False, type=reply_type)
-                    break
+                except sysv_ipc.ExistentialError:
+                    log.error("reply_queue_removed", client=client)
+                    return False
                 except sysv_ipc.BusyError:
-                    if not pid_alive(client) or trio.current_time() >= deadline:
+                    self.sweep()
+                    gone = not pid_alive(client) or reply_type in self.abandoned
+                    if gone or time.monotonic() - waiting_since > DELIVERY_PATIENCE:
                         self.purge(reply_type)
                         log.warning(
                             "reply_dropped",
                             client=client,
                             cseq=cseq,
-                            reason="client gone"
-                            if not pid_alive(client)
-                            else "queue full",
+                            reason="client gone or not reading"
+                            if gone
+                            else "reply queue full",
                         )
                         return False
                     await trio.sleep(pause)
                     pause = min(pause * 2, 0.05)
-                except sysv_ipc.ExistentialError:
-                    log.error("reply_queue_removed", client=client)
-                    return False
+                    continue
+                self.pending[reply_type] = time.monotonic() + REPLY_LIFETIME
+                break
         return True
 
     def purge(self, reply_type: int) -> int:
@@ -300,16 +387,37 @@ class DaemonQueues:
             except (sysv_ipc.BusyError, sysv_ipc.ExistentialError):
                 break
             removed += 1
-        self.pending_clients.discard(reply_type)
+        self.pending.pop(reply_type, None)
         return removed
 
     def sweep(self) -> int:
-        """Purge the chunks of clients whose processes have exited."""
+        """Purge replies whose client exited or left them unread too long."""
+        now = time.monotonic()
         removed = 0
-        gone = [kind for kind in self.pending_clients if not pid_alive(kind & PID_MASK)]
-        for reply_type in gone:
-            removed += self.purge(reply_type)
+        for reply_type, expiry in list(self.pending.items()):
+            if now > expiry or not pid_alive(reply_type & PID_MASK):
+                removed += self.purge(reply_type)
+                if reply_type in self._delivering:
+                    self.abandoned.add(reply_type)
         return removed
+
+
+def _take_lock(request_key: int):
+    """Hold a lock file for these queues for as long as this dvsd lives.
+
+    Checking the queue's last reader alone leaves a window in which two
+    daemons started at the same moment both pass.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"dvsd-msgq-{request_key}.lock")
+    handle = open(path, "a+")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise QueuesTaken(
+            f"another dvsd already serves request queue {request_key} (lock {path})"
+        ) from None
+    return handle
 
 
 def pid_alive(pid: int) -> bool:
