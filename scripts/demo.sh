@@ -14,6 +14,9 @@ dvsd_pid=$!
 trap 'kill -TERM $dvsd_pid 2>/dev/null; wait $dvsd_pid 2>/dev/null || true' EXIT
 # dvsctl status succeeds once dvsd reads its queue; give it up to 10 s.
 for _ in $(seq 100); do
+    if ! kill -0 "$dvsd_pid" 2>/dev/null; then
+        echo "dvsd did not start:"; cat "$log"; exit 1
+    fi
     .venv/bin/dvsctl --config "$config" status >/dev/null 2>&1 && break
     sleep 0.1
 done
