@@ -55,3 +55,17 @@ def positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise TypeError(f"{attribute.name} must be a number, got {value!r}")
     if value <= 0:
         raise ValueError(f"{attribute.name} must be greater than 0, got {value}")
+
+
+def check_sysprocs(nr_sysprocs: int, nr_tasks: int, nr_procs: int) -> None:
+    """The DVK's rule for privileged slots, in DVS and DC parameters alike.
+
+    There must be more privileged slots than task slots, and fewer than all
+    slots together (``nr_tasks < nr_sysprocs < nr_procs + nr_tasks``).
+    """
+    if not nr_tasks < nr_sysprocs < nr_procs + nr_tasks:
+        raise ValueError(
+            f"nr_sysprocs must be greater than nr_tasks ({nr_tasks}) and"
+            f" less than nr_procs + nr_tasks ({nr_procs + nr_tasks}),"
+            f" got {nr_sysprocs}"
+        )

@@ -12,7 +12,7 @@ from dvsd.kernel import abi
 from dvsd.kernel.models import DcParams
 from dvsd.registry import HandlerContext, Reply, handler
 from dvsd.rqst import RequestType
-from dvsd.validators import in_range, max_len
+from dvsd.validators import check_sysprocs, in_range, max_len
 
 MAX_CPU = 1023  # glibc cpu_set_t holds CPUs 0..1023
 
@@ -60,12 +60,7 @@ class DcInitParams:
     cpus: list[int] = attrs.field(factory=list, validator=_cpu_list)
 
     def __attrs_post_init__(self) -> None:
-        if not self.nr_tasks < self.nr_sysprocs < self.nr_procs + self.nr_tasks:
-            raise ValueError(
-                f"nr_sysprocs must be greater than nr_tasks ({self.nr_tasks}) and"
-                f" less than nr_procs + nr_tasks ({self.nr_procs + self.nr_tasks}),"
-                f" got {self.nr_sysprocs}"
-            )
+        check_sysprocs(self.nr_sysprocs, self.nr_tasks, self.nr_procs)
 
     def to_kernel(self) -> DcParams:
         return DcParams(

@@ -13,7 +13,7 @@ from dvsd.kernel import abi
 from dvsd.kernel.models import DvsParams
 from dvsd.registry import HandlerContext, NoParams, Reply, handler
 from dvsd.rqst import RequestType
-from dvsd.validators import in_range, max_len
+from dvsd.validators import check_sysprocs, in_range, max_len
 
 ULONG_MAX = (1 << 64) - 1
 
@@ -48,12 +48,7 @@ class DvsInitParams:
 
     def __attrs_post_init__(self) -> None:
         # The kernel's cross-field rules (reference 1.1), checked before sending.
-        if not self.nr_tasks < self.nr_sysprocs < self.nr_procs + self.nr_tasks:
-            raise ValueError(
-                f"nr_sysprocs must be greater than nr_tasks ({self.nr_tasks}) and"
-                f" less than nr_procs + nr_tasks ({self.nr_procs + self.nr_tasks}),"
-                f" got {self.nr_sysprocs}"
-            )
+        check_sysprocs(self.nr_sysprocs, self.nr_tasks, self.nr_procs)
         if self.max_copylen < self.max_copybuf:
             raise ValueError(
                 f"max_copylen must be at least max_copybuf ({self.max_copybuf}),"
