@@ -1,0 +1,218 @@
+"""Second adversarial pass: bugs found against real dvsd processes.
+
+Each test reproduces one bug and is a strict xfail until it is fixed; when a
+fix lands the test passes, the xfail turns into a failure, and the mark is
+removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.e2e.harness import REPO, Node, environment
+
+
+def dvsctl(node: Node, *args: str, timeout: float = 60.0):
+    """dvsctl exactly as typed, without the harness's own --timeout."""
+    return subprocess.run(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), *args],
+        capture_output=True,
+        env=environment(),
+        cwd=REPO,
+        timeout=timeout,
+        text=True,
+    )
+
+
+def queue_row(key: int) -> dict[str, int]:
+    """The /proc/sysvipc/msg row of the queue with this key."""
+    with open("/proc/sysvipc/msg") as table:
+        header = table.readline().split()
+        for line in table:
+            row = dict(zip(header, map(int, line.split()), strict=False))
+            if row["key"] == key:
+                return row
+    raise AssertionError(f"no queue with key {key}")
+
+
+@pytest.fixture
+def node(tmp_path):
+    node = Node(
+        tmp_path,
+        0,
+        {"transport": "single-node"},
+        extra='[host]\ncommand = "allow"\ncommand_allow = ["head", "sleep"]\n',
+    )
+    node.start()
+    node.wait_view(1)
+    yield node
+    node.cleanup()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the request queue's last reader is dvsd's intake *thread* id, not its"
+    " pid: dvsctl watches that thread, and when Trio retires it (10 s idle) a"
+    " request still in flight is told 'dvsd exited' (exit 3)",
+)
+def test_queue_last_reader_is_the_dvsd_process(node):
+    done = dvsctl(node, "--timeout", "5", "dvs", "info")
+    assert done.returncode in (0, 1), done.stderr
+    # dvsctl takes this value as dvsd's pid and polls it while it waits.
+    assert queue_row(node.request_key)["lrpid"] == node.process.pid
+
+
+def _flood(key: int, seconds: float) -> subprocess.Popen:
+    """A client that asks for 100 kB replies as fast as it can and reads none."""
+    code = (
+        "import os, sys, time, msgpack, sysv_ipc\n"
+        "q = sysv_ipc.MessageQueue(int(sys.argv[1]), max_message_size=8192)\n"
+        "pid, k, end = os.getpid(), 0, time.monotonic() + float(sys.argv[2])\n"
+        "print('flooding', flush=True)\n"
+        "while time.monotonic() < end:\n"
+        "    k += 1\n"
+        "    q.send(msgpack.packb({'op': 'request', 'client': pid, 'cseq': k,\n"
+        "        'reply_type': pid | k << 22, 'rqst_type': 28, 'destinations': [],\n"
+        "        'params': {'argv': ['head', '-c', '100000', '/dev/zero']},\n"
+        "        'timeout': 5.0}, use_bin_type=True), type=1)\n"
+        "    time.sleep(0.05)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(key), str(seconds)],
+        stdout=subprocess.PIPE,
+        env=environment(),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a client that never reads, sending ~20 requests/s for large replies,"
+    " still jams the reply queue: reading clients' replies are dropped ('client"
+    " gone or not reading': the 3 s unread clock runs from the last chunk *sent*,"
+    " so a reader waiting for room is swept as abandoned) and dvsctl exits 3",
+)
+def test_a_flooding_non_reader_cannot_starve_reading_clients(node):
+    flood = _flood(node.request_key, 40.0)
+    try:
+        assert flood.stdout.readline() == b"flooding\n"
+        failures = []
+        give_up = time.monotonic() + 35.0
+        while time.monotonic() < give_up and not failures:
+            done = dvsctl(node, "--timeout", "5", "dvs", "nodes", timeout=30)
+            if done.returncode != 0:
+                failures.append((done.returncode, done.stderr))
+        assert not failures
+    finally:
+        flood.kill()
+        flood.wait()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="KILL with a pid >= 2**31 passes validation and fails in os.kill:"
+    " INTERNAL 'OverflowError' instead of BAD_REQUEST or NO_SUCH_PROCESS",
+)
+@pytest.mark.parametrize("pid", [2**31, 2**63 - 1])
+def test_kill_huge_pid_is_a_clear_error(node, pid):
+    done = dvsctl(node, "--json", "call", "KILL", f"pid={pid}", 'signal="0"')
+    assert "INTERNAL" not in done.stdout + done.stderr
+    assert "OverflowError" not in done.stdout + done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dvsctl call with an integer beyond 64 bits crashes with a msgpack"
+    " OverflowError traceback instead of a usage error",
+)
+def test_call_with_an_integer_beyond_64_bits_is_a_usage_error(node):
+    done = dvsctl(node, "call", "KILL", "pid=99999999999999999999", 'signal="0"')
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="KILL takes a fullwidth digit, spaces or a newline around the number"
+    " as a signal number: '\\uff19' and ' 9' send SIGKILL",
+)
+@pytest.mark.parametrize("signal", ["\uff19", " 9", "9\n"])
+def test_kill_signal_spelling_is_strict(node, signal):
+    victim = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        dvsctl(
+            node, "call", "KILL", f"pid={victim.pid}", f"signal={json.dumps(signal)}"
+        )
+        # Sent or not, the signal left dvsd before dvsctl returned.
+        with pytest.raises(subprocess.TimeoutExpired):
+            victim.wait(2)
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+V1_CPU = Path("/sys/fs/cgroup/cpu")
+V1_BLKIO = Path("/sys/fs/cgroup/blkio")
+
+
+def v1_cgroup(root: Path, tmp_path: Path) -> str:
+    if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+        pytest.skip(f"needs a writable cgroup v1 hierarchy at {root}")
+    name = f"dvsd-abuse2-{tmp_path.name}"[:60]
+    (root / name).mkdir(exist_ok=True)
+    return name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CGCPU on v1 writes the period before the quota: a quota the kernel"
+    " refuses (ERANGE) returns BAD_REQUEST but leaves the new period written",
+)
+def test_cgcpu_refused_request_changes_nothing(node, tmp_path):
+    name = v1_cgroup(V1_CPU, tmp_path)
+    try:
+        done = dvsctl(node, "cgroup", "cpu", f"/{name}", "--period", "100000")
+        assert done.returncode == 0, done.stdout + done.stderr
+        done = dvsctl(
+            node,
+            "cgroup",
+            "cpu",
+            f"/{name}",
+            "--period",
+            "500000",
+            "--quota",
+            "99999999999999999999",
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        period = (V1_CPU / name / "cpu.cfs_period_us").read_text().strip()
+        assert period == "100000"
+    finally:
+        (V1_CPU / name).rmdir()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CGIO takes a byte rate beyond 64 bits; the v1 kernel wraps it and"
+    " stores another number (200376420520689663), answered with rcode 0",
+)
+def test_cgio_rate_beyond_64_bits_is_refused(node, tmp_path):
+    name = v1_cgroup(V1_BLKIO, tmp_path)
+    try:
+        done = dvsctl(
+            node,
+            "cgroup",
+            "io",
+            f"/{name}",
+            "--device",
+            "7:0",
+            "--wbps",
+            "99999999999999999999999",
+        )
+        assert done.returncode != 0, done.stdout
+    finally:
+        (V1_BLKIO / name).rmdir()
