@@ -163,7 +163,6 @@ class Daemon:
 
     async def intake(self, queues: DaemonQueues) -> None:
         """Read client messages from the request queue; serve each in its own task."""
-        queues.announce()
         try:
             while True:
                 data = await trio.to_thread.run_sync(
@@ -644,14 +643,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as error:  # noqa: BLE001 - sysv_ipc errors share no base with OSError
         print(f"dvsd: cannot open the message queues: {error}", file=sys.stderr)
-        return 2
-    other = queues.current_reader()
-    if other is not None:
-        print(
-            f"dvsd: another dvsd (pid {other}) already serves request queue"
-            f" {settings.msgq.request_key}; stop it or configure other [msgq] keys",
-            file=sys.stderr,
-        )
         return 2
     from dvsd.membership import Membership
 

@@ -200,8 +200,18 @@ async def test_a_full_queue_of_abandoned_replies_does_not_block_others(queues):
 def test_a_second_daemon_on_the_same_keys_is_refused(queues):
     from dvsd.transport.msgq import QueuesTaken
 
-    with pytest.raises(QueuesTaken, match="another dvsd already serves"):
+    with pytest.raises(QueuesTaken, match=r"another dvsd \(pid \d+\) already serves"):
         DaemonQueues(queues.requests.key, queues.replies.key)
+
+
+def test_dvsctl_knows_whether_a_dvsd_serves_the_queues(queues):
+    from dvsd.transport.msgq import serving_daemon
+
+    key = queues.requests.key
+    assert serving_daemon(key) == os.getpid()
+    queues._lock.close()  # as when the dvsd process ends, however it ends
+    assert serving_daemon(key) is None
+    assert serving_daemon(key + 12345) is None  # no lock file at all
 
 
 def test_non_finite_timeouts_are_refused():

@@ -255,6 +255,9 @@ def test_msgq_mode_applies_to_existing_queues(tmp_path):
 @pytest.mark.parametrize("force", ["no", '"false"'])
 def test_kill_force_spelled_as_a_word_is_not_true(node, force):
     # Signal 0 only checks that the process exists: nothing is delivered.
-    done = dvsctl(node, "call", "KILL", "pid=1", "signal=0", f"force={force}")
+    # It is given as the string "0" (the type KILL takes), so the request
+    # passes every other check and only the force value can stop it.
+    done = dvsctl(node, "call", "KILL", "pid=1", 'signal="0"', f"force={force}")
     assert done.returncode in (1, 2), done.stdout
+    assert "force" in done.stderr + done.stdout
     assert "sent    True" not in done.stdout

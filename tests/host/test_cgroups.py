@@ -190,7 +190,7 @@ def test_v2_io_set(cgroup2_root):
     ).read_text() == "8:0 wbps=2097152 riops=max"
     with pytest.raises(InvalidValue, match="major:minor"):
         cgroups.set_io(where, "sda", rbps="1")
-    with pytest.raises(InvalidValue, match="rbps must be 'max' or a positive"):
+    with pytest.raises(InvalidValue, match="rbps must be 'max' or an integer in 1.."):
         cgroups.set_io(where, "8:0", rbps="-1")
 
 

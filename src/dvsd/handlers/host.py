@@ -138,11 +138,19 @@ def _optional(validator):
     return attrs.validators.optional(validator)
 
 
+#: Linux pids never exceed 2**22 (PID_MAX_LIMIT); anything above cannot exist.
+PID_LIMIT = 2**22
+
+
 def _positive_pid(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int) or value < 1
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= PID_LIMIT
     ):
-        raise ValueError(f"{attribute.name} must be a process id >= 1, got {value!r}")
+        raise ValueError(
+            f"{attribute.name} must be a process id in 1..{PID_LIMIT}, got {value!r}"
+        )
 
 
 def _seconds(low: float, high: float):

@@ -11,12 +11,14 @@ checked before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
 import attrs
 
 from dvsd.host.errors import (
+    HostError,
     InvalidValue,
     NoSuchProcess,
     NotSupported,
@@ -32,7 +34,7 @@ _V1_MOUNT_FLAGS = {"rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2
 _V1_UNLIMITED = 0x7FFFFFFFFFFF0000
 
 _DEVICE = re.compile(r"^\d+:\d+$")
-_SIZE = re.compile(r"^(\d+)\s*([KMGT]?)(i?B?)?$", re.IGNORECASE)
+_SIZE = re.compile(r"^([0-9]+)\s*([KMGT]?)(i?B?)?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -271,6 +273,11 @@ def parse_size(text: str, field: str) -> int | str:
     value = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
     if value <= 0:
         raise InvalidValue(f"{field} must be greater than 0, got {text!r}")
+    if value > MAX_KERNEL_VALUE:
+        raise InvalidValue(
+            f"{field} must be at most {MAX_KERNEL_VALUE} bytes (the kernel keeps"
+            f" 64-bit values), got {text!r}"
+        )
     return value
 
 
@@ -284,6 +291,34 @@ def parse_keyed(text: str | None) -> dict[str, int]:
         except ValueError:
             continue
     return values
+
+
+#: Plain ASCII digits: ``str.isdigit`` also takes "９" and "²".
+_DIGITS = re.compile(r"[0-9]+")
+#: The largest limit cgroup files keep without wrapping (a signed 64-bit value).
+MAX_KERNEL_VALUE = 2**63 - 1
+#: The kernel's largest CFS quota, in microseconds (2**44 - 1: MAX_BW).
+MAX_CPU_QUOTA = 2**44 - 1
+
+
+def _write_all(directory: str, writes: list[tuple[str, str, str | None]]) -> None:
+    """Write ``(file, value, restore)`` in order; on a failure undo the earlier ones.
+
+    The kernel checks some values only when they are written (a quota against
+    the period, say); restoring what was already written keeps a refused
+    request from changing anything.
+    """
+    done: list[tuple[str, str | None]] = []
+    try:
+        for name, value, restore in writes:
+            _write(directory, name, value)
+            done.append((name, restore))
+    except HostError:
+        for name, restore in reversed(done):
+            if restore is not None:
+                with contextlib.suppress(HostError):
+                    _write(directory, name, restore)
+        raise
 
 
 def _write(directory: str, name: str, value: str) -> None:
@@ -375,13 +410,14 @@ def _v1_cpuacct_usage(where: CgroupDir, layout: CgroupLayout) -> int | None:
 
 
 def check_quota(quota: str) -> int | str:
-    """``max`` or a whole number of microseconds of at least 1000 (kernel minimum)."""
+    """``max`` or microseconds from 1000 (kernel minimum) to the kernel's maximum."""
     cleaned = str(quota).strip().lower()
     if cleaned in ("max", "-1"):
         return "max"
-    if not cleaned.isdigit() or int(cleaned) < 1000:
+    if not _DIGITS.fullmatch(cleaned) or not 1000 <= int(cleaned) <= MAX_CPU_QUOTA:
         raise InvalidValue(
-            f"quota must be 'max' or an integer of microseconds >= 1000, got {quota!r}"
+            f"quota must be 'max' or microseconds in 1000..{MAX_CPU_QUOTA},"
+            f" got {quota!r}"
         )
     return int(cleaned)
 
@@ -431,20 +467,28 @@ def set_cpu(
             text = str(write_quota or "max")
             if write_period is not None:
                 text += f" {write_period}"
-            _write(directory, "cpu.max", text)
+            writes = [("cpu.max", text, read_file(directory, "cpu.max"))]
+        else:
+            writes = []
         if weight is not None:
-            _write(directory, "cpu.weight", str(weight))
+            writes.append(
+                ("cpu.weight", str(weight), read_file(directory, "cpu.weight"))
+            )
+        _write_all(directory, writes)
     else:
+        writes = []
         if period is not None:
-            _write(directory, "cpu.cfs_period_us", str(period))
+            writes.append(("cpu.cfs_period_us", str(period)))
         if new_quota is not None:
-            _write(
-                directory,
-                "cpu.cfs_quota_us",
-                "-1" if new_quota == "max" else str(new_quota),
+            writes.append(
+                ("cpu.cfs_quota_us", "-1" if new_quota == "max" else str(new_quota))
             )
         if shares is not None:
-            _write(directory, "cpu.shares", str(shares))
+            writes.append(("cpu.shares", str(shares)))
+        _write_all(
+            directory,
+            [(name, value, read_file(directory, name)) for name, value in writes],
+        )
     return read_cpu(where, layout)
 
 
@@ -499,10 +543,15 @@ def set_memory(
     if new_high is not None and where.version == "v1":
         raise NotSupported("memory high is a cgroup v2 setting; this cgroup is v1")
     if where.version == "v2":
+        writes = []
         if new_limit is not None:
-            _write(where.directory, "memory.max", str(new_limit))
+            writes.append(("memory.max", str(new_limit)))
         if new_high is not None:
-            _write(where.directory, "memory.high", str(new_high))
+            writes.append(("memory.high", str(new_high)))
+        _write_all(
+            where.directory,
+            [(name, value, read_file(where.directory, name)) for name, value in writes],
+        )
     elif new_limit is not None:
         _write(
             where.directory,
@@ -656,9 +705,11 @@ def check_io_value(value: str, field: str) -> int | str:
     cleaned = str(value).strip().lower()
     if cleaned == "max":
         return "max"
-    if cleaned.isdigit() and int(cleaned) > 0:
+    if _DIGITS.fullmatch(cleaned) and 0 < int(cleaned) <= MAX_KERNEL_VALUE:
         return int(cleaned)
-    raise InvalidValue(f"{field} must be 'max' or a positive integer, got {value!r}")
+    raise InvalidValue(
+        f"{field} must be 'max' or an integer in 1..{MAX_KERNEL_VALUE}, got {value!r}"
+    )
 
 
 def set_io(where: CgroupDir, device: str, **limits: str | None) -> IoSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import signal
 import time
 
@@ -156,8 +157,8 @@ def parse_signal(text: str) -> signal.Signals | int:
 
     Raises :class:`InvalidValue` naming the accepted forms.
     """
-    cleaned = text.strip().upper()
-    if cleaned.isdigit():
+    cleaned = text.upper()
+    if re.fullmatch(r"[0-9]+", cleaned):
         number = int(cleaned)
         if number == 0:
             return 0  # the existence probe of kill(2)
@@ -167,12 +168,14 @@ def parse_signal(text: str) -> signal.Signals | int:
             raise InvalidValue(f"signal {text!r} is not a signal number") from None
     if not cleaned.startswith("SIG"):
         cleaned = "SIG" + cleaned
-    try:
-        return signal.Signals[cleaned]
-    except KeyError:
+    # Only the canonical names: aliases (SIGIOT, SIGCLD), digits other than
+    # ASCII and surrounding spaces are refused rather than guessed at.
+    member = signal.Signals.__members__.get(cleaned)
+    if member is None or member.name != cleaned:
         raise InvalidValue(
             f"signal must be a name like TERM or KILL or a number, got {text!r}"
-        ) from None
+        )
+    return member
 
 
 def signal_name(signum: int) -> str:

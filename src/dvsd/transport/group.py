@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 import attrs
 
-_MEMBER = re.compile(r"^#node\.(\d{1,5})#")
+# node.<id> with the id written as dvsd writes it (no leading zeros), so
+# another program's session named "node.007" is not taken for node 7.
+_MEMBER = re.compile(r"^#node\.(0|[1-9][0-9]{0,4})#")
 
 
 def node_of(private_group: str) -> int | None:

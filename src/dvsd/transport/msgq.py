@@ -30,15 +30,13 @@ import attrs
 import msgpack
 import structlog
 import sysv_ipc
+import trio
 
 log = structlog.get_logger("dvsd.msgq")
 
 REQUEST_MTYPE = 1
 #: Message type dvsd sends itself to unblock its own receiving thread at exit.
 WAKE_MTYPE = 2
-#: Message type dvsd sends itself at start: reading it records dvsd's pid as
-#: the queue's last reader, which is how dvsctl knows a live dvsd serves it.
-HELLO_MTYPE = 3
 
 #: Low bits of a reply type that hold the client's pid (Linux pid_max <= 2**22).
 PID_MASK = (1 << 22) - 1
@@ -50,6 +48,8 @@ REPLY_LIFETIME = 3.0
 #: Seconds dvsd waits for room on a full reply queue before dropping a reply;
 #: longer than REPLY_LIFETIME, so abandoned replies are swept away meanwhile.
 DELIVERY_PATIENCE = 5.0
+#: Seconds during which a client that left a reply unread gets no more.
+SHUN_TIME = 60.0
 #: The longest deadline a request may ask for, in seconds (one day).
 MAX_TIMEOUT = 86400.0
 
@@ -108,6 +108,14 @@ class ClientMessage:
 
 
 def encode_client_message(message: ClientMessage) -> bytes:
+    """The bytes of one client message; ValueError for a value msgpack cannot hold."""
+    try:
+        return _pack_client_message(message)
+    except (OverflowError, TypeError, ValueError) as error:
+        raise ValueError(f"request cannot be encoded: {error}") from None
+
+
+def _pack_client_message(message: ClientMessage) -> bytes:
     return msgpack.packb(
         {
             "op": str(message.op),
@@ -287,17 +295,11 @@ class DaemonQueues:
         #: the rest of that reply is not sent.
         self.abandoned: set[int] = set()
         self._delivering: set[int] = set()
-
-    def current_reader(self) -> int | None:
-        """The pid of another live process serving the request queue, if any."""
-        pid = self.requests.last_receive_pid
-        if pid and pid != os.getpid() and pid_alive(pid):
-            return pid
-        return None
-
-    def announce(self) -> None:
-        """Leave a message for ourselves; receiving it makes us the queue's reader."""
-        self.requests.send(b"", block=False, type=HELLO_MTYPE)
+        #: Client pids that left a reply unread, and until when (monotonic)
+        #: their further replies are dropped instead of queued: a dvsctl reads
+        #: its replies at once, so a pid that did not is stopped or hostile.
+        self.not_reading: dict[int, float] = {}
+        self._turn = trio.Lock()
 
     def receive_blocking(self) -> bytes | None:
         """Block until a client request arrives; ``None`` once :meth:`wake` ran.
@@ -316,8 +318,7 @@ class DaemonQueues:
                 return data
             if mtype == WAKE_MTYPE and data == self._token:
                 return None
-            if mtype != HELLO_MTYPE:
-                log.warning("stray_queue_message_dropped", mtype=mtype, size=len(data))
+            log.warning("stray_queue_message_dropped", mtype=mtype, size=len(data))
 
     def wake(self) -> None:
         """Unblock :meth:`receive_blocking` so the daemon can exit."""
@@ -335,7 +336,6 @@ class DaemonQueues:
         replies that are abandoned.  It gives up when ``client`` has exited
         or no room appeared for :data:`DELIVERY_PATIENCE` seconds.
         """
-
         self._delivering.add(reply_type)
         try:
             return await self._deliver(client, reply_type, cseq, payload)
@@ -346,37 +346,63 @@ class DaemonQueues:
     async def _deliver(
         self, client: int, reply_type: int, cseq: int, payload: bytes
     ) -> bool:
-        import trio
-
         for chunk in split_reply(cseq, payload, self.limit):
-            waiting_since = time.monotonic()
-            pause = 0.001
-            while True:
-                try:
-                    self.replies.send(chunk, block=False, type=reply_type)
-                except sysv_ipc.ExistentialError:
-                    log.error("reply_queue_removed", client=client)
+            # Deliveries take turns, first come first served, one chunk each:
+            # room freed on the queue goes to whoever has waited longest.
+            async with self._turn:
+                if self._shunned(client):
+                    self.purge(reply_type)
+                    log.warning(
+                        "reply_dropped",
+                        client=client,
+                        cseq=cseq,
+                        reason="client leaves its replies unread",
+                    )
                     return False
-                except sysv_ipc.BusyError:
-                    self.sweep()
-                    gone = not pid_alive(client) or reply_type in self.abandoned
-                    if gone or time.monotonic() - waiting_since > DELIVERY_PATIENCE:
-                        self.purge(reply_type)
-                        log.warning(
-                            "reply_dropped",
-                            client=client,
-                            cseq=cseq,
-                            reason="client gone or not reading"
-                            if gone
-                            else "reply queue full",
-                        )
-                        return False
-                    await trio.sleep(pause)
-                    pause = min(pause * 2, 0.05)
-                    continue
-                self.pending[reply_type] = time.monotonic() + REPLY_LIFETIME
-                break
+                if not await self._send_chunk(client, reply_type, cseq, chunk):
+                    return False
+            self.pending[reply_type] = time.monotonic() + REPLY_LIFETIME
         return True
+
+    async def _send_chunk(
+        self, client: int, reply_type: int, cseq: int, chunk: bytes
+    ) -> bool:
+        """Put one chunk on the queue, waiting for room; False if dropped."""
+        waiting_since = time.monotonic()
+        pause = 0.001
+        while True:
+            try:
+                self.replies.send(chunk, block=False, type=reply_type)
+            except sysv_ipc.ExistentialError:
+                log.error("reply_queue_removed", client=client)
+                return False
+            except sysv_ipc.BusyError:
+                self.sweep()
+                gone = (
+                    not pid_alive(client)
+                    or reply_type in self.abandoned
+                    or self._shunned(client)
+                )
+                if gone or time.monotonic() - waiting_since > DELIVERY_PATIENCE:
+                    self.purge(reply_type)
+                    log.warning(
+                        "reply_dropped",
+                        client=client,
+                        cseq=cseq,
+                        reason="client gone or not reading"
+                        if gone
+                        else "reply queue full",
+                    )
+                    return False
+                await trio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            else:
+                return True
+
+    def _shunned(self, client: int) -> bool:
+        """True while ``client`` is known to leave its replies unread."""
+        until = self.not_reading.get(client)
+        return until is not None and time.monotonic() < until
 
     def purge(self, reply_type: int) -> int:
         """Remove every chunk still queued under ``reply_type``; returns how many."""
@@ -395,29 +421,76 @@ class DaemonQueues:
         now = time.monotonic()
         removed = 0
         for reply_type, expiry in list(self.pending.items()):
-            if now > expiry or not pid_alive(reply_type & PID_MASK):
-                removed += self.purge(reply_type)
+            if now <= expiry and pid_alive(reply_type & PID_MASK):
+                continue
+            left = self.purge(reply_type)
+            removed += left
+            # Nothing left means the client read every chunk sent so far: it is
+            # waiting for the rest, not abandoning the reply.
+            if left:
+                self.not_reading[reply_type & PID_MASK] = now + SHUN_TIME
                 if reply_type in self._delivering:
                     self.abandoned.add(reply_type)
+        for pid, until in list(self.not_reading.items()):
+            if now > until or not pid_alive(pid):
+                del self.not_reading[pid]
         return removed
 
 
-def _take_lock(request_key: int):
-    """Hold a lock file for these queues for as long as this dvsd lives.
+def lock_path(request_key: int) -> str:
+    """The file a serving dvsd holds locked; it also holds that dvsd's pid."""
+    return os.path.join(tempfile.gettempdir(), f"dvsd-msgq-{request_key}.lock")
 
-    Checking the queue's last reader alone leaves a window in which two
-    daemons started at the same moment both pass.
+
+def _take_lock(request_key: int):
+    """Hold the lock file of these queues for as long as this dvsd lives.
+
+    It keeps a second dvsd off the same queues (even one started at the same
+    instant), and tells ``dvsctl`` whether a dvsd serves them: the lock is
+    released by the kernel whenever the process ends, however it ends.
     """
-    path = os.path.join(tempfile.gettempdir(), f"dvsd-msgq-{request_key}.lock")
+    path = lock_path(request_key)
     handle = open(path, "a+")  # noqa: SIM115 - held until the process exits
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise QueuesTaken(
-            f"another dvsd already serves request queue {request_key} (lock {path})"
+            f"another dvsd (pid {_pid_in(path)}) already serves request queue"
+            f" {request_key} (lock {path})"
         ) from None
+    os.chmod(path, 0o644)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
     return handle
+
+
+def _pid_in(path: str) -> int | None:
+    try:
+        with open(path) as source:
+            return int(source.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def serving_daemon(request_key: int) -> int | None:
+    """The pid of the dvsd serving ``request_key``, or None if none does."""
+    path = lock_path(request_key)
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _pid_in(path) or -1  # held: a dvsd is alive
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(descriptor)
 
 
 def pid_alive(pid: int) -> bool:
@@ -455,10 +528,7 @@ class ClientQueues:
             ) from None
         self.limit = message_limit()
         self.client = os.getpid()
-
-    def daemon_pid(self) -> int:
-        """The pid of the process that last read the request queue (dvsd)."""
-        return self.requests.last_receive_pid
+        self.request_key = request_key
 
     def new_cseq(self) -> int:
         return random.getrandbits(32)
@@ -470,9 +540,11 @@ class ClientQueues:
             raise ValueError(
                 f"request is {len(data)} bytes; one queue message holds {self.limit}"
             )
-        pid = self.daemon_pid()
-        if pid == 0 or not pid_alive(pid):
-            raise DaemonUnreachable("dvsd is not running (no process reads its queue)")
+        pid = serving_daemon(self.request_key)
+        if pid is None:
+            raise DaemonUnreachable(
+                f"dvsd is not running (nothing holds {lock_path(self.request_key)})"
+            )
         reply_type = message.reply_type or self.client
         result: list[bytes] = []
         failure: list[BaseException] = []
@@ -499,7 +571,7 @@ class ClientQueues:
             worker.join(
                 min(DAEMON_CHECK_INTERVAL, max(0.0, give_up - time.monotonic()))
             )
-            if worker.is_alive() and not pid_alive(pid):
+            if worker.is_alive() and serving_daemon(self.request_key) is None:
                 raise DaemonUnreachable(
                     f"dvsd (pid {pid}) exited while the request was in flight"
                 )
