@@ -5,6 +5,21 @@ from tests.e2e.harness import Node
 
 
 @pytest.fixture
+def node(tmp_path):
+    """One single-node dvsd whose [host] policy allows `head` and `sleep`."""
+    node = Node(
+        tmp_path,
+        0,
+        {"transport": "single-node"},
+        extra='[host]\ncommand = "allow"\ncommand_allow = ["head", "sleep"]\n',
+    )
+    node.start()
+    node.wait_view(1)
+    yield node
+    node.cleanup()
+
+
+@pytest.fixture
 def single_node(tmp_path):
     """One dvsd on the single-node transport."""
     node = Node(tmp_path, 0, {"transport": "single-node"})

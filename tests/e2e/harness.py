@@ -205,3 +205,26 @@ class Node:
                 f"dvsctl {args} gave no JSON (rc {done.returncode}):\n"
                 f"{done.stdout}\n{done.stderr}"
             ) from None
+
+
+def dvsctl_as_typed(node: Node, *args: str, timeout: float = 60.0):
+    """dvsctl exactly as an administrator types it, without the harness's --timeout."""
+    return subprocess.run(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), *args],
+        capture_output=True,
+        env=environment(),
+        cwd=REPO,
+        timeout=timeout,
+        text=True,
+    )
+
+
+def queue_row(key: int) -> dict[str, int]:
+    """The /proc/sysvipc/msg row of the queue with this key."""
+    with open("/proc/sysvipc/msg") as table:
+        header = table.readline().split()
+        for line in table:
+            row = dict(zip(header, map(int, line.split()), strict=False))
+            if row["key"] == key:
+                return row
+    raise AssertionError(f"no queue with key {key}")

@@ -15,7 +15,8 @@ import threading
 import msgpack
 import pytest
 import sysv_ipc
-from tests.e2e.harness import REPO, Node, environment
+from tests.e2e.harness import REPO, Node, environment, queue_row
+from tests.e2e.harness import dvsctl_as_typed as dvsctl
 
 from dvsd import config
 
@@ -23,18 +24,6 @@ from dvsd import config
 WAKE_MTYPE = 2
 GETDVSINFO = 2
 COMMAND = 28
-
-
-def dvsctl(node: Node, *args: str, timeout: float = 60.0):
-    """dvsctl exactly as typed, without the harness's own --timeout."""
-    return subprocess.run(
-        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), *args],
-        capture_output=True,
-        env=environment(),
-        cwd=REPO,
-        timeout=timeout,
-        text=True,
-    )
 
 
 def queue(key: int) -> sysv_ipc.MessageQueue:
@@ -64,28 +53,7 @@ def queue_limit() -> int:
 
 def queued_bytes(key: int) -> int:
     """Bytes on the queue with this key, from /proc/sysvipc/msg."""
-    with open("/proc/sysvipc/msg") as table:
-        header = table.readline().split()
-        for line in table:
-            row = dict(zip(header, line.split(), strict=False))
-            if int(row["key"]) == key:
-                return int(row["cbytes"])
-    raise AssertionError(f"no queue with key {key}")
-
-
-@pytest.fixture
-def node(tmp_path):
-    """One single-node dvsd whose [host] policy allows `head` (a large reply)."""
-    node = Node(
-        tmp_path,
-        0,
-        {"transport": "single-node"},
-        extra='[host]\ncommand = "allow"\ncommand_allow = ["head", "sleep"]\n',
-    )
-    node.start()
-    node.wait_view(1)
-    yield node
-    node.cleanup()
+    return queue_row(key)["cbytes"]
 
 
 def test_stray_wake_message_does_not_close_the_request_queue(node):

@@ -16,44 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.e2e.harness import REPO, Node, environment
-
-
-def dvsctl(node: Node, *args: str, timeout: float = 60.0):
-    """dvsctl exactly as typed, without the harness's own --timeout."""
-    return subprocess.run(
-        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), *args],
-        capture_output=True,
-        env=environment(),
-        cwd=REPO,
-        timeout=timeout,
-        text=True,
-    )
-
-
-def queue_row(key: int) -> dict[str, int]:
-    """The /proc/sysvipc/msg row of the queue with this key."""
-    with open("/proc/sysvipc/msg") as table:
-        header = table.readline().split()
-        for line in table:
-            row = dict(zip(header, map(int, line.split()), strict=False))
-            if row["key"] == key:
-                return row
-    raise AssertionError(f"no queue with key {key}")
-
-
-@pytest.fixture
-def node(tmp_path):
-    node = Node(
-        tmp_path,
-        0,
-        {"transport": "single-node"},
-        extra='[host]\ncommand = "allow"\ncommand_allow = ["head", "sleep"]\n',
-    )
-    node.start()
-    node.wait_view(1)
-    yield node
-    node.cleanup()
+from tests.e2e.harness import REPO, environment
+from tests.e2e.harness import dvsctl_as_typed as dvsctl
 
 
 def test_dvsctl_does_not_take_a_busy_dvsd_for_a_dead_one(node):
