@@ -2,7 +2,7 @@
 
 Runs real dvsd processes (the same harness as the end-to-end tests) and
 drives them through the SysV queues with the client library dvsctl uses, from
-1 and from 64 concurrent clients, for a single-node request and an
+1 and from 64 concurrent client processes, for a single-node request and an
 all-nodes request on three nodes over Spread (the real daemon when one is on
 PATH or in DVSD_SPREAD_DAEMON, else the test stand-in).  Every figure comes
 from this one run; the ratios compare figures of the same run.
@@ -36,35 +36,52 @@ from dvsd.rqst import RequestType  # noqa: E402
 from dvsd.transport.msgq import ClientMessage, ClientQueues, Op  # noqa: E402
 
 
+def run_client(
+    keys: tuple[int, int], destinations, count: int, start_at: float
+) -> tuple[float, float, list[float]]:
+    """One client process: ``count`` requests one after another, like dvsctl."""
+    queues = ClientQueues(*keys)
+    while time.time() < start_at:  # every client starts at the same moment
+        time.sleep(0.001)
+    latencies = []
+    began = time.time()
+    for _ in range(count):
+        message = ClientMessage(
+            Op.REQUEST,
+            queues.client,
+            queues.new_cseq(),
+            rqst_type=RequestType.DVSNODES,
+            destinations=destinations,
+        )
+        sent = time.perf_counter()
+        result = msgpack.unpackb(queues.exchange(message, 30.0))
+        latencies.append(time.perf_counter() - sent)
+        if result["missing"] or result["error"]:
+            raise RuntimeError(f"request failed: {result}")
+    return began, time.time(), latencies
+
+
 def measure(node: Node, destinations, clients: int, requests: int) -> dict[str, float]:
-    queues = ClientQueues(node.request_key, node.reply_key)
+    """Requests per second and latency with ``clients`` client processes.
+
+    Each client is its own process (as each dvsctl is), so the figures are
+    the daemon's, not one Python process's GIL.
+    """
     per_client = max(1, requests // clients)
-
-    def client(index: int) -> list[float]:
-        latencies = []
-        for _ in range(per_client):
-            message = ClientMessage(
-                Op.REQUEST,
-                queues.client,
-                queues.new_cseq(),
-                reply_type=queues.client | (index + 1) << 22,
-                rqst_type=RequestType.DVSNODES,
-                destinations=destinations,
+    keys = (node.request_key, node.reply_key)
+    start_at = time.time() + 2.0 + clients * 0.05  # time for the processes to start
+    with concurrent.futures.ProcessPoolExecutor(max_workers=clients) as pool:
+        runs = list(
+            pool.map(
+                run_client,
+                [keys] * clients,
+                [destinations] * clients,
+                [per_client] * clients,
+                [start_at] * clients,
             )
-            started = time.perf_counter()
-            result = msgpack.unpackb(queues.exchange(message, 30.0))
-            latencies.append(time.perf_counter() - started)
-            if result["missing"] or result["error"]:
-                raise RuntimeError(f"request failed: {result}")
-        return latencies
-
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=clients) as pool:
-        latencies = [
-            value for chunk in pool.map(client, range(clients)) for value in chunk
-        ]
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+        )
+    elapsed = max(end for _, end, _ in runs) - min(begin for begin, _, _ in runs)
+    latencies = sorted(value for _, _, chunk in runs for value in chunk)
     return {
         "rps": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
