@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,8 @@ def _coerce(key: str, value: Any, field: attrs.Attribute) -> Any:
                 raise ConfigError(
                     f"key {key} must hold {wanted.__name__} values, got {item!r}"
                 )
+            if key.startswith("scripts."):
+                _check_script_entry(key, item)
         return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -258,6 +261,16 @@ def _coerce(key: str, value: Any, field: attrs.Attribute) -> Any:
             raise ConfigError(f"key {key} must be a non-empty string, got {value!r}")
         return value
     return value  # pragma: no cover - every field has one of the types above
+
+
+def _check_script_entry(key: str, entry: str) -> None:
+    """A script entry is split like a shell word list; it must give a program."""
+    try:
+        words = shlex.split(entry)
+    except ValueError as error:
+        raise ConfigError(f"key {key}: cannot split {entry!r}: {error}") from None
+    if not words:
+        raise ConfigError(f"key {key} holds an empty script entry")
 
 
 def _check(built: dict[str, Any]) -> None:

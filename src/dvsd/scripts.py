@@ -228,6 +228,7 @@ async def run_script(
 
     stdout, stderr = bytearray(), bytearray()
     ended: list[str] = []
+    exited = False
     try:
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
@@ -235,13 +236,16 @@ async def run_script(
                 nursery.start_soon(_collect, process.stdout, stdout, ended)
                 nursery.start_soon(_collect, process.stderr, stderr, ended)
                 await process.wait()
+                exited = True
                 # The pipes normally reach EOF with the script; a background
                 # child that keeps them open gets PIPE_GRACE, not the timeout.
                 nursery.cancel_scope.deadline = min(
                     nursery.cancel_scope.deadline, trio.current_time() + PIPE_GRACE
                 )
     finally:
-        timed_out = process.returncode is None
+        # Whether the script ended before the deadline, not whether it had been
+        # reaped when we looked: a script that exits at the last moment did.
+        timed_out = not exited
         # End the group on a timeout (or a cancelled runner), and when the
         # script left children holding its pipes.  The group id stays
         # reserved while any member lives, so it cannot name a stranger.
@@ -293,11 +297,24 @@ class ScriptRunner:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Drain the queue until cancelled."""
         task_status.started()
-        async for job in self._receive:
-            await self.run_job(job)
-            self.completed += 1
-            self._progress.set()
-            self._progress = trio.Event()
+        try:
+            async for job in self._receive:
+                await self.run_job(job)
+                self.completed += 1
+                self._progress.set()
+                self._progress = trio.Event()
+        finally:
+            dropped = 0
+            while True:
+                try:
+                    self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                dropped += 1
+            if dropped:
+                self.log.warning(
+                    "script_jobs_dropped", jobs=dropped, reason="dvsd stopping"
+                )
 
     async def wait_completed(self, count: int) -> None:
         """Return once ``count`` jobs have finished since the runner was made."""
@@ -317,7 +334,15 @@ class ScriptRunner:
             membership_event=facts.event, view=facts.view_id, sequence=facts.sequence
         )
         for script in job.scripts:
-            result = await run_script(script, environment, document, self.timeout)
+            try:
+                result = await run_script(script, environment, document, self.timeout)
+            except BaseException:
+                # Cancelled (possibly inside an exception group) when dvsd
+                # stops: run_script has killed the group; say so before leaving.
+                log.warning(
+                    "script_failed", script=script, error="killed: dvsd stopping"
+                )
+                raise
             self.results.append(result)
             del self.results[: -self.keep_results]
             fields = {

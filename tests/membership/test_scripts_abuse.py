@@ -163,12 +163,6 @@ def test_restart_storm_runs_each_change_once_in_view_order(tmp_path, standin):
             node.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a script killed because dvsd stops (SIGINT/SIGTERM) is never logged:"
-    " run_script is cancelled before run_job logs script_failed, so the"
-    " documented 'every run is logged once' does not hold",
-)
 def test_script_killed_by_dvsd_stop_is_logged(tmp_path, standin):
     pipe = PidPipe(tmp_path / "pid.fifo")
     hang = write_script(tmp_path / "hang.sh", f'echo $$ > "{pipe.path}"\nsleep 300\n')
@@ -217,11 +211,6 @@ def test_script_does_not_outlive_a_killed_dvsd(tmp_path, standin):
         node.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="[scripts] entries that can never run ('' or an unclosed quote) are"
-    " accepted at load and only fail as script_failed at the first event",
-)
 @pytest.mark.parametrize("entry", ["", "   ", "'/usr/local/lib/dvsd/fence.sh"])
 def test_config_rejects_entries_that_cannot_be_split(entry):
     with pytest.raises(ConfigError, match="scripts.join"):
