@@ -8,7 +8,8 @@ expand unquoted in any shell) and as one JSON document on standard input.
 :class:`ScriptRunner` owns one queue and one task.  ``submit`` never blocks,
 so the daemon's event loop never waits for a script; the runner takes jobs
 in the order they were submitted and runs each job's scripts one after the
-other, each in its own process group with its own timeout.  A script that
+other, each in its own process group with its own timeout, under a
+:mod:`dvsd.guard` that ends the group should dvsd die first.  A script that
 hangs is killed with its whole group when the timeout passes, and the next
 job starts then; one that fails is logged and changes nothing else.
 """
@@ -28,6 +29,8 @@ from typing import Any
 import attrs
 import structlog
 import trio
+
+from dvsd.guard import Guard, guarded
 
 #: Bytes of standard output and of standard error kept (and logged) per run.
 OUTPUT_CAP = 16 * 1024
@@ -154,8 +157,8 @@ class ScriptResult:
 
 
 def _kill_group(process: trio.Process) -> None:
-    # The script leads its own session, so its pid is its process group id;
-    # killing the group also ends whatever it started in the background.
+    # The guard leads the script's session, so its pid is the group id;
+    # killing the group also ends whatever the script started in the background.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -201,9 +204,9 @@ async def run_script(
 
     ``script`` is split like a shell word list (``/path/to/x --flag``) and run
     without a shell.  Standard output and error are kept up to
-    :data:`OUTPUT_CAP` bytes each.
+    :data:`OUTPUT_CAP` bytes each.  It runs under :mod:`dvsd.guard`, which
+    ends it should dvsd die first.
     """
-    started = trio.current_time()
     try:
         argv = shlex.split(script)
     except ValueError as error:
@@ -212,14 +215,28 @@ async def run_script(
         split_error = None if argv else "empty script entry"
     if split_error is not None:
         return ScriptResult(script, None, False, "", "", 0.0, split_error)
+    with guarded(argv, timeout) as guard:
+        return await _run_guarded(script, argv, guard, environment, stdin, timeout)
+
+
+async def _run_guarded(
+    script: str,
+    argv: list[str],
+    guard: Guard,
+    environment: dict[str, str],
+    stdin: bytes,
+    timeout: float,
+) -> ScriptResult:
+    started = trio.current_time()
     try:
         process = await trio.lowlevel.open_process(
-            argv,
+            guard.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=environment,
             start_new_session=True,
+            pass_fds=guard.pass_fds,
         )
     except OSError as error:
         return ScriptResult(
@@ -257,6 +274,10 @@ async def run_script(
             for stream in (process.stdin, process.stdout, process.stderr):
                 if stream is not None:
                     await stream.aclose()
+    start_error = guard.start_error()
+    if start_error is not None:
+        error = f"{start_error}: {argv[0]}"
+        return ScriptResult(script, None, False, "", "", 0.0, error)
     return ScriptResult(
         script=script,
         exit_status=process.returncode,

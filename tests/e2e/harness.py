@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -228,3 +229,40 @@ def queue_row(key: int) -> dict[str, int]:
             if row["key"] == key:
                 return row
     raise AssertionError(f"no queue with key {key}")
+
+
+class PidPipe:
+    """A FIFO a child writes its pid to; reading it waits for the child."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        # Non-blocking open for reading succeeds before any writer exists.
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def read_pid(self, timeout: float = 20.0) -> int:
+        readable, _, _ = select.select([self.fd], [], [], timeout)
+        assert readable, f"nothing wrote to {self.path} within {timeout} s"
+        return int(os.read(self.fd, 64).split()[0])
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def ends_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` terminates within ``seconds`` (pidfd, no polling)."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([descriptor], [], [], seconds)
+        return bool(readable)
+    finally:
+        os.close(descriptor)
+
+
+def kill_group(pid: int) -> None:
+    """End the process group of ``pid`` (so a failing test leaks nothing)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)

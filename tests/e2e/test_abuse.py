@@ -15,7 +15,15 @@ import threading
 import msgpack
 import pytest
 import sysv_ipc
-from tests.e2e.harness import REPO, Node, environment, queue_row
+from tests.e2e.harness import (
+    REPO,
+    Node,
+    PidPipe,
+    ends_within,
+    environment,
+    kill_group,
+    queue_row,
+)
 from tests.e2e.harness import dvsctl_as_typed as dvsctl
 
 from dvsd import config
@@ -229,3 +237,38 @@ def test_kill_force_spelled_as_a_word_is_not_true(node, force):
     assert done.returncode in (1, 2), done.stdout
     assert "force" in done.stderr + done.stdout
     assert "sent    True" not in done.stdout
+
+
+def test_command_does_not_outlive_a_killed_dvsd(tmp_path):
+    # The command may run a minute: only dvsd's death can end it this soon.
+    node = Node(
+        tmp_path,
+        0,
+        {"transport": "single-node"},
+        extra='[host]\ncommand = "allow"\ncommand_shell = true\n'
+        'command_allow = ["sh", "sleep"]\n',
+    )
+    pipe = PidPipe(tmp_path / "pid.fifo")
+    line = f'sleep 300 & echo $! > "{pipe.path}"; wait'
+    pid = None
+    node.start()
+    try:
+        node.wait_view(1)
+        asking = subprocess.Popen(
+            [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path)]
+            + ["command", "--shell", line, "--command-timeout", "60"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=environment(),
+            cwd=REPO,
+        )
+        pid = pipe.read_pid()
+        node.kill()
+        assert ends_within(pid, 5), "the command's child outlived a killed dvsd"
+        asking.kill()
+        asking.wait(10)
+    finally:
+        if pid is not None:
+            kill_group(pid)
+        pipe.close()
+        node.cleanup()

@@ -22,6 +22,7 @@ import attrs
 import msgpack
 import trio
 
+from dvsd.guard import Guard, guarded
 from dvsd.host import containers, disks, net, procs, stats
 from dvsd.host.cgroups import CgroupLayout, detect_layout, list_controllers, v2_layout
 from dvsd.host.command import (
@@ -207,25 +208,30 @@ async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
 
     On timeout, on cancellation, and when the command finishes while its
     background children still run, the whole process group is killed, so a
-    COMMAND leaves nothing behind on the node.
+    COMMAND leaves nothing behind on the node.  It runs under
+    :mod:`dvsd.guard`, which kills the group should dvsd die first.
     """
+    with guarded(plan.argv, plan.timeout) as guard:
+        return await _run_guarded(plan, guard, log)
+
+
+async def _run_guarded(plan: CommandPlan, guard: Guard, log: Any) -> CommandResult:
     stdout = OutputBuffer(limit=plan.output_cap)
     stderr = OutputBuffer(limit=plan.output_cap)
     started = trio.current_time()
     try:
         process = await trio.lowlevel.open_process(
-            plan.argv,
+            guard.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=plan.cwd,
             env=plan.env,
             start_new_session=True,
+            pass_fds=guard.pass_fds,
         )
     except OSError as error:
-        raise RequestError(
-            ReturnCode.HOST_ERROR, f"cannot start {plan.argv[0]}: {error.strerror}"
-        ) from None
+        raise _cannot_start(plan, error.strerror) from None
     timed_out = False
     try:
         with trio.move_on_after(plan.timeout) as scope:
@@ -241,6 +247,9 @@ async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
             await process.wait()
             await process.stdout.aclose()
             await process.stderr.aclose()
+    start_error = guard.start_error()
+    if start_error is not None:
+        raise _cannot_start(plan, start_error)
     return build_result(
         plan.argv,
         returncode=process.returncode,
@@ -250,6 +259,10 @@ async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
         stderr=stderr,
         cap=plan.output_cap,
     )
+
+
+def _cannot_start(plan: CommandPlan, why: str) -> RequestError:
+    return RequestError(ReturnCode.HOST_ERROR, f"cannot start {plan.argv[0]}: {why}")
 
 
 @handler(
