@@ -371,7 +371,8 @@ def test_auth_null_twice_accepted(daemon):
 def test_generated_name_and_old_and_new_libraries(daemon):
     anonymous = raw_connect(daemon, bytes([4, 0, 0, 1, 0]))
     old = raw_connect(daemon, bytes([3, 15, 0, 1, 4]) + b"v315")
-    future = raw_connect(daemon, bytes([5, 7, 9, 0x10, 3]) + fresh("f"))
+    future_name = fresh("f")
+    future = raw_connect(daemon, bytes([5, 7, 9, 0x10, len(future_name)]) + future_name)
     try:
         assert anonymous.recv_exact(6) == b"\x05NULL "
         anonymous.send(AUTH_NULL)
