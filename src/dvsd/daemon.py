@@ -47,6 +47,7 @@ from dvsd.rqst import ReturnCode, request_type_name
 from dvsd.transport.group import (
     GroupEvent,
     GroupSession,
+    NodeIdTaken,
     SessionLost,
     Transitional,
     ViewChanged,
@@ -659,5 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     except* QueueLost as group:
         print(f"dvsd: {group.exceptions[0]}", file=sys.stderr)
         status = 1
+    except* NodeIdTaken as group:
+        daemon.log.error("node_id_taken", error=str(group.exceptions[0]))
+        print(f"dvsd: {group.exceptions[0]}", file=sys.stderr)
+        status = 2
     daemon.log.info("dvsd_stopped", status=status)
     return status

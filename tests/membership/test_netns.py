@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,42 @@ def test_real_partition_and_merge(namespaced_cluster):
         assert node.script_failures() == []
         # every transitional signal named the view it ended
         assert not node.log.count(lambda e: e["event"] == "transitional_unexpected")
+
+
+def wait_count(log, event: str, count: int) -> None:
+    seen = 0
+
+    def counted(entry: dict) -> bool:
+        nonlocal seen
+        seen += entry.get("event") == event
+        return seen >= count
+
+    log.wait_for(counted, MEMBERSHIP_SECONDS)
+
+
+def test_a_second_node_with_a_taken_id_stops(namespaced_cluster, tmp_path):
+    network, nodes = namespaced_cluster
+    # node 1 again, on host 2's Spread daemon (a copied configuration)
+    gcs = tomllib.loads(nodes[2].config_path.read_text())["gcs"]
+    workdir = tmp_path / "duplicate"
+    workdir.mkdir()
+    duplicate = NamespacedNode(network.hosts[2], workdir, 1, gcs, HOSTS)
+    duplicate.start()
+    try:
+        assert duplicate.process.wait(MEMBERSHIP_SECONDS) == 2
+        taken = duplicate.log.wait_for(lambda e: e.get("event") == "node_id_taken")
+        assert "node id 1 is already used" in taken["error"], taken
+        assert "#node.1#n1" in taken["error"], taken
+        assert duplicate.records() == []  # it ran no JOIN script
+    finally:
+        duplicate.cleanup()
+    for node in nodes:
+        # its coming and going were seen, and are not events of the DVS
+        wait_count(node.log, "duplicate_node_id_change", 2)
+        events = [record["DVSD_EVENT"] for record in node.records()]
+        assert "disconnect" not in events and "leave" not in events, events
+        rc, result = node.dvsctl_json("--node", str(node.node_id), "dvs", "nodes")
+        assert rc == 0, result
+        summary = result["replies"][0]["items"][0]
+        assert {entry["node"] for entry in summary["nodes"]} == {0, 1, 2}
+        assert {entry["state"] for entry in summary["nodes"]} == {"up"}

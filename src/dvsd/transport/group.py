@@ -82,6 +82,13 @@ class SessionLost:
 GroupEvent = Delivered | ViewChanged | Transitional | SessionLost
 
 
+class NodeIdTaken(Exception):
+    """Another member of the group already has this node's id.
+
+    A configuration error that no reconnection can mend: dvsd stops.
+    """
+
+
 class GroupSession(Protocol):
     """One live connection of this node to the dvsd group."""
 

@@ -14,6 +14,7 @@ from dvsd.transport.group import (
     ChangeReason,
     Delivered,
     GroupEvent,
+    NodeIdTaken,
     SessionLost,
     Transitional,
     ViewChanged,
@@ -44,6 +45,8 @@ class SpreadSession:
         self.connection = connection
         self.group = group
         self.private_group = connection.private_group
+        #: The member name behind each node id in the last view.
+        self._names: dict[int, str] = {}
 
     @classmethod
     async def open(cls, address: str, node_id: int, group: str) -> SpreadSession:
@@ -79,40 +82,77 @@ class SpreadSession:
 
     def _map(self, event: spread.Event) -> GroupEvent | None:
         if isinstance(event, spread.RegularMessage):
-            return Delivered(
-                event.sender, node_of(event.sender), event.message_type, event.payload
-            )
+            node = node_of(event.sender)
+            if node is not None and self._names.get(node, event.sender) != event.sender:
+                log.warning("duplicate_node_id_message", node=node, sender=event.sender)
+                return None
+            return Delivered(event.sender, node, event.message_type, event.payload)
         if isinstance(event, spread.MembershipMessage) and event.group == self.group:
-            members = {}
-            for name in event.members:
-                node = node_of(name)
-                if node is None:
-                    continue
-                if node in members:
-                    log.warning(
-                        "duplicate_node_id", node=node, names=[members[node], name]
-                    )
-                    continue
-                members[node] = name
-            changed = node_of(event.changed_member) if event.changed_member else None
-            return ViewChanged(
-                view_id=view_id_of(event.group_id),
-                members=members,
-                reason=_REASONS[event.reason],
-                changed=() if changed is None else (changed,),
-                vs_sets=tuple(
-                    frozenset(n for n in map(node_of, vs_set) if n is not None)
-                    for vs_set in event.vs_sets
-                ),
-                my_vs_set=event.my_vs_set_index or 0,
-                raw=event,
-            )
+            return self._map_view(event)
         if (
             isinstance(event, spread.TransitionalMembership)
             and event.group == self.group
         ):
             return Transitional(view_id_of(event.group_id))
         return None
+
+    def _map_view(self, event: spread.MembershipMessage) -> ViewChanged | None:
+        """The view by node id.
+
+        Two members with one node id are a configuration error.  The one that
+        joins second stops (:class:`NodeIdTaken`); until it has gone, the
+        others keep the member they knew, and its joining, leaving and
+        messages are not events of the DVS (they are logged).
+        """
+        own = node_of(self.private_group)
+        joined_now = (
+            event.reason is spread.MembershipReason.JOIN
+            and event.changed_member == self.private_group
+        )
+        names: dict[int, list[str]] = {}
+        for name in event.members:
+            node = node_of(name)
+            if node is not None:
+                names.setdefault(node, []).append(name)
+        if joined_now and len(names.get(own, ())) > 1:
+            taken = next(name for name in names[own] if name != self.private_group)
+            raise NodeIdTaken(
+                f"node id {own} is already used in group {self.group!r} by {taken};"
+                " give every node its own [node] id"
+            )
+        members: dict[int, str] = {}
+        for node, candidates in names.items():
+            preferred = self.private_group if node == own else self._names.get(node)
+            kept = preferred if preferred in candidates else candidates[0]
+            if len(candidates) > 1:
+                ignored = [name for name in candidates if name != kept]
+                log.warning("duplicate_node_id", node=node, kept=kept, ignored=ignored)
+            members[node] = kept
+        changed_name = event.changed_member or ""
+        changed = node_of(changed_name) if changed_name else None
+        if changed is not None and self._names.get(changed, changed_name) != (
+            changed_name
+        ):
+            log.warning(
+                "duplicate_node_id_change",
+                node=changed,
+                name=changed_name,
+                reason=event.reason.name.lower(),
+            )
+            return None
+        self._names = members
+        return ViewChanged(
+            view_id=view_id_of(event.group_id),
+            members=members,
+            reason=_REASONS[event.reason],
+            changed=() if changed is None else (changed,),
+            vs_sets=tuple(
+                frozenset(n for n in map(node_of, vs_set) if n is not None)
+                for vs_set in event.vs_sets
+            ),
+            my_vs_set=event.my_vs_set_index or 0,
+            raw=event,
+        )
 
     async def aclose(self) -> None:
         await self.connection.aclose()
