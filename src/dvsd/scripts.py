@@ -105,6 +105,20 @@ class EventFacts:
             "DVSD_EVENTS": " ".join(shell_safe(event) for event in self.events),
         }
 
+    def process_environment(self) -> dict[str, str]:
+        """dvsd's own environment with every ``DVSD_*`` variable replaced by ours.
+
+        An inherited ``DVSD_*`` variable (``DVSD_CONFIG``, a stale
+        ``DVSD_EVENT`` from the shell that started dvsd) never reaches a
+        script: that prefix belongs to the event.
+        """
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("DVSD_")
+        }
+        return inherited | self.environment()
+
     def document(self) -> dict[str, Any]:
         """The JSON document written to the script's standard input."""
         return {
@@ -344,12 +358,7 @@ class ScriptRunner:
 
     async def run_job(self, job: ScriptJob) -> None:
         facts = job.facts
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("DVSD_")
-        }
-        environment.update(facts.environment())
+        environment = facts.process_environment()
         document = json.dumps(facts.document(), sort_keys=True).encode() + b"\n"
         log = self.log.bind(
             membership_event=facts.event, view=facts.view_id, sequence=facts.sequence

@@ -62,7 +62,10 @@ def test_hostile_view_ids_cannot_break_a_shell():
     assert shell_safe("a b;$(rm -rf /)`x`'\"") == "a_b___rm_-rf____x___"
 
 
-async def test_script_gets_environment_and_json_on_stdin(tmp_path):
+async def test_script_gets_environment_and_json_on_stdin(tmp_path, monkeypatch):
+    # inherited DVSD_* variables must not reach the script
+    monkeypatch.setenv("DVSD_EVENT", "stale")
+    monkeypatch.setenv("DVSD_SPREAD_DAEMON", "/somewhere/spread")
     script = write_script(
         tmp_path / "event.sh",
         """\
@@ -71,9 +74,10 @@ async def test_script_gets_environment_and_json_on_stdin(tmp_path):
         echo "ran $DVSD_EVENT for $DVSD_CHANGED"
         """,
     )
-    environment = dict(os.environ, **FACTS.environment())
     document = json.dumps(FACTS.document()).encode()
-    result = await run_script(script, environment, document, timeout=10)
+    result = await run_script(
+        script, FACTS.process_environment(), document, timeout=10
+    )
     assert result.ok, result
     assert result.stdout == "ran partition for 2 3\n"
     written = dict(
@@ -230,7 +234,7 @@ def test_sample_script_runs(tmp_path, event):
     done = subprocess.run(
         [str(SAMPLE), str(log)],
         input=json.dumps(facts.document()).encode(),
-        env=dict(os.environ, **facts.environment()),
+        env=facts.process_environment(),
         capture_output=True,
         timeout=10,
     )
