@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from dvsd.wire import MAX_NODE_ID
+from dvsd.kernel.abi import NR_DCS, NR_NODES
 
 #: The longest time any setting may name, in seconds (one day).
 MAX_SECONDS = 86400.0
@@ -48,6 +48,11 @@ class MembershipEvent(enum.StrEnum):
     PARTITION = "partition"
     MERGE = "merge"
 
+
+#: Node and DC ids are slots of the DVK's tables, so the kernel's compiled-in
+#: sizes bound them (the wire could name more).
+MAX_NODE_ID = NR_NODES - 1
+MAX_DC_ID = NR_DCS - 1
 
 @attrs.frozen
 class GcsConfig:
@@ -176,7 +181,10 @@ def from_mapping(raw: dict[str, Any], *, source: str = "mapping") -> Config:
     if isinstance(node_id, bool) or not isinstance(node_id, int):
         raise ConfigError(f"key node_id must be an integer, got {node_id!r}")
     if not 0 <= node_id <= MAX_NODE_ID:
-        raise ConfigError(f"key node_id must be in 0..{MAX_NODE_ID}, got {node_id}")
+        raise ConfigError(
+            f"key node_id must be in 0..{MAX_NODE_ID} (the DVK has {NR_NODES} node"
+            f" slots), got {node_id}"
+        )
 
     built = {name: _section(raw, name, cls) for name, cls in sections.items()}
     _check(built)
@@ -188,7 +196,10 @@ def from_mapping(raw: dict[str, Any], *, source: str = "mapping") -> Config:
 def with_node_id(settings: Config, node_id: int) -> Config:
     """The same configuration for another node id (``dvsd --node-id``)."""
     if not 0 <= node_id <= MAX_NODE_ID:
-        raise ConfigError(f"node id must be in 0..{MAX_NODE_ID}, got {node_id}")
+        raise ConfigError(
+            f"node id must be in 0..{MAX_NODE_ID} (the DVK has {NR_NODES} node"
+            f" slots), got {node_id}"
+        )
     return attrs.evolve(settings, node_id=node_id)
 
 
@@ -310,10 +321,15 @@ def _check(built: dict[str, Any]) -> None:
             "key requests.concurrency must be in 1..100000,"
             f" got {built['requests'].concurrency}"
         )
-    for node in built["cluster"].nodes:
-        if not 0 <= node <= MAX_NODE_ID:
+    cluster: ClusterConfig = built["cluster"]
+    for key, ids, highest in (
+        ("nodes", cluster.nodes, MAX_NODE_ID),
+        ("dcs", cluster.dcs, MAX_DC_ID),
+    ):
+        wrong = [value for value in ids if not 0 <= value <= highest]
+        if wrong:
             raise ConfigError(
-                f"key cluster.nodes must hold node ids in 0..{MAX_NODE_ID}"
+                f"key cluster.{key} must hold ids in 0..{highest}, got {wrong}"
             )
 
 

@@ -8,6 +8,7 @@ what is allowed and what was given.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -26,13 +27,31 @@ def in_range(low: int, high: int) -> Callable[[Any, attrs.Attribute, Any], None]
     return check
 
 
-def max_len(limit: int) -> Callable[[Any, attrs.Attribute, Any], None]:
-    """Accept strings (or bytes) of at most ``limit`` characters."""
+def kernel_name(limit: int) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """Accept a name a kernel ``char[]`` buffer holds: ``limit`` UTF-8 bytes at
+    most, with no NUL or other control character.
+
+    The kernel keeps names as C strings, so a NUL would silently end the name
+    there (``"ab\\0"`` and ``"ab"`` would be two names that are one), and the
+    limit is the buffer's, in bytes, not in characters.
+    """
 
     def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if len(value) > limit:
+        if not isinstance(value, str):
+            raise TypeError(f"{attribute.name} must be a string, got {value!r}")
+        control = next(
+            (char for char in value if unicodedata.category(char) == "Cc"), None
+        )
+        if control is not None:
             raise ValueError(
-                f"{attribute.name} must be at most {limit} characters, got {len(value)}"
+                f"{attribute.name} must not contain control characters,"
+                f" got {control!r} in {value!r}"
+            )
+        size = len(value.encode())
+        if size > limit:
+            raise ValueError(
+                f"{attribute.name} must be at most {limit} bytes in UTF-8,"
+                f" got {size} ({value!r})"
             )
 
     return check

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dvsd import config
@@ -39,7 +41,11 @@ def test_full_file(tmp_path):
             '[gcs]\ntransport = "tcp"',
             'gcs.transport must be one of "spread", "single-node"',
         ),
-        ("node_id = -1", "node_id must be in 0..65534"),
+        ("node_id = -1", "node_id must be in 0..31"),
+        # the DVK has 32 node slots: node 99 could never be brought up
+        ("node_id = 32", "node_id must be in 0..31 (the DVK has 32 node slots)"),
+        ("[cluster]\nnodes = [0, 1, 999]", "cluster.nodes must hold ids in 0..31"),
+        ("[cluster]\ndcs = [-1, 3, 500]", "ids in 0..31, got [-1, 500]"),
         ("node_id = 'a'", "node_id must be an integer"),
         ("[msgq]\nrequest_key = 5\nreply_key = 5", "must differ"),
         ("[requests]\ntimeout = 0", "requests.timeout must be a number of seconds in"),
@@ -53,9 +59,7 @@ def test_full_file(tmp_path):
 def test_bad_files_name_the_key(tmp_path, text, sentence):
     path = tmp_path / "bad.toml"
     path.write_text(text + "\n")
-    with pytest.raises(
-        config.ConfigError, match=sentence.replace(".", r"\.")
-    ) as caught:
+    with pytest.raises(config.ConfigError, match=re.escape(sentence)) as caught:
         config.load(path)
     assert str(path) in str(caught.value)
 

@@ -18,13 +18,13 @@ from dvsd.registry import (
     load_handlers,
 )
 from dvsd.rqst import RequestType, ReturnCode
-from dvsd.validators import in_range, max_len
+from dvsd.validators import in_range, kernel_name
 
 
 @attrs.frozen
 class DcParams:
     dcid: int = attrs.field(validator=in_range(0, 31))
-    name: str = attrs.field(default="dc", validator=max_len(15))
+    name: str = attrs.field(default="dc", validator=kernel_name(15))
 
 
 def context() -> HandlerContext:
@@ -73,7 +73,7 @@ async def test_handler_runs_with_built_params(registry):
     ("params", "sentence"),
     [
         ({"dcid": 40}, "dcid must be in 0..31, got 40"),
-        ({"dcid": 1, "name": "x" * 20}, "name must be at most 15 characters, got 20"),
+        ({"dcid": 1, "name": "x" * 20}, "name must be at most 15 bytes in UTF-8"),
         ({}, "missing parameter dcid"),
         ({"dcid": 1, "colour": "red"}, "does not take parameter colour"),
         ([1, 2], "parameters must be a map"),

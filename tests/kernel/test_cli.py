@@ -82,7 +82,7 @@ def test_arguments_become_params(words, rqst, params):
     [
         ("dc info 32", "dcid must be in 0..31, got 32"),
         ("dvs init --nr-nodes 0", "nr_nodes must be in 1..32, got 0"),
-        ("dc init 1 averyveryverylongname", "name must be at most 15 characters"),
+        ("dc init 1 averyveryverylongname", "name must be at most 15 bytes in UTF-8"),
         ("node add 0 40", "nodeid must be in 0..31, got 40"),
         ("proc info 0 300", "slot must be in -35..220, got 300"),
         ("proc setpriv 0 7 --level 9", "level must be in 0..5, got 9"),
@@ -122,3 +122,20 @@ def test_renderers_show_the_kernel_records():
     assert "ready" in text.splitlines()[1]
     text = dvsd.cli.proc.render_priv(items_of(kernel.get_priv(1, 4)))
     assert "user (0)" in text
+
+
+@pytest.mark.parametrize(
+    ("option", "sentence"),
+    [
+        # 601 ids once broke the per-node reply types with a traceback
+        (["--nodes", "0-600"], "node ids must be in 0..31, got '0-600'"),
+        # refused before the range is expanded
+        (["--nodes", "0-999999999999"], "node ids must be in 0..31"),
+        (["--node", "32"], "--node must be in 0..31, got 32"),
+    ],
+)
+def test_node_ids_beyond_the_kernel_are_usage_errors(option, sentence, capsys):
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args([*option, "ps"])
+    assert caught.value.code == 2
+    assert sentence in capsys.readouterr().err

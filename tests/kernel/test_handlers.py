@@ -65,10 +65,16 @@ async def test_dvs_init_info_end():
     [
         (RT.DVSINIT, {"nr_dcs": 40}, "nr_dcs must be in 1..32, got 40"),
         (RT.DVSINIT, {"nr_sysprocs": 10}, "nr_sysprocs must be greater than"),
-        (RT.DVSINIT, {"name": "x" * 16}, "name must be at most 15 characters"),
+        (RT.DVSINIT, {"name": "x" * 16}, "name must be at most 15 bytes in UTF-8"),
         (RT.DVSINIT, {"max_copylen": 10}, "max_copylen must be at least"),
         (RT.DCINIT, {"dcid": 32, "name": "a"}, "dcid must be in 0..31, got 32"),
         (RT.DCINIT, {"dcid": 1, "name": ""}, "name must not be empty"),
+        # a C string ends at NUL: "ab\0" would be "ab" in the kernel
+        (RT.DCINIT, {"dcid": 1, "name": "ab\0"}, "must not contain control"),
+        (RT.DCINIT, {"dcid": 1, "name": "a\nb"}, "must not contain control"),
+        (RT.DVSINIT, {"name": "a\x01"}, "must not contain control"),
+        # 8 characters, 24 bytes: the buffer's limit is in bytes
+        (RT.DCINIT, {"dcid": 1, "name": "日本日本日本日本"}, "got 24"),
         (RT.DCINIT, {"dcid": 1, "name": "a", "cpus": [2000]}, "cpus must be in"),
         (RT.ADDNODE, {"dcid": 0, "nodeid": 32}, "nodeid must be in 0..31, got 32"),
         (RT.GETPROXYSTS, {"pxid": -1}, "pxid must be in 0..31, got -1"),
@@ -87,6 +93,15 @@ async def test_parameters_are_checked_with_a_sentence(rqst, params, words):
     reply = await run(EmulatedKernel(), rqst, params)
     assert reply.rcode == ReturnCode.BAD_REQUEST
     assert words in reply.error
+
+
+async def test_a_name_of_fifteen_utf8_bytes_is_taken_whole():
+    kernel = EmulatedKernel()
+    await run(kernel, RT.DVSINIT)
+    name = "日本日本x"  # 5 characters, 13 bytes
+    assert (await run(kernel, RT.DCINIT, {"dcid": 2, "name": name})).rcode >= 0
+    [info] = (await run(kernel, RT.GETDCINFO, {"dcid": 2})).items
+    assert info.name == name
 
 
 async def test_dc_and_node_family():

@@ -22,6 +22,7 @@ import msgpack
 from dvsd import config as config_module
 from dvsd import logsetup
 from dvsd.cli.framework import COMMANDS, Command, default_render
+from dvsd.config import MAX_NODE_ID
 from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
 from dvsd.rqst import ReturnCode, return_code_name
 from dvsd.transport.msgq import (
@@ -31,7 +32,6 @@ from dvsd.transport.msgq import (
     DaemonUnreachable,
     Op,
 )
-from dvsd.wire import MAX_NODE_ID
 
 CLI_MODULES = ("dvs", "cluster", "dc", "node", "proc", "host", "cgroup", "namespace")
 FAMILY_HELP = {
@@ -70,17 +70,18 @@ def parse_nodes(text: str) -> list[int]:
                 first, last = (int(end) for end in part.split("-", 1))
                 if first > last:
                     raise ValueError
-                nodes.update(range(first, last + 1))
             else:
-                nodes.add(int(part))
+                first = last = int(part)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"--nodes takes ids and ranges like 0-2,5; {part!r} is neither"
             ) from None
-    if any(node < 0 or node > MAX_NODE_ID for node in nodes):
-        raise argparse.ArgumentTypeError(
-            f"--nodes: node ids must be in 0..{MAX_NODE_ID}"
-        )
+        # checked before the range is expanded: 0-10**12 must not fill memory
+        if first < 0 or last > MAX_NODE_ID:
+            raise argparse.ArgumentTypeError(
+                f"--nodes: node ids must be in 0..{MAX_NODE_ID}, got {part!r}"
+            )
+        nodes.update(range(first, last + 1))
     return sorted(nodes)
 
 

@@ -38,7 +38,11 @@ _DC_OPTIONS = [
     help="start a DC (rcode = dcid)",
     args=[
         DCID,
-        Arg("name", help=f"DC name, unique, at most {abi.MAX_NAME_CHARS} characters"),
+        Arg(
+            "name",
+            help=f"DC name, unique, at most {abi.MAX_NAME_CHARS} bytes,"
+            " no control characters",
+        ),
         *[
             Arg(f"--{name.replace('_', '-')}", dest=name, type=int, help=text)
             for name, text in _DC_OPTIONS

@@ -27,7 +27,7 @@ def given(args, names: list[str]) -> dict[str, Any]:
 
 
 _DVS_ARGS = [
-    ("name", str, f"DVS name (at most {abi.MAX_NAME_CHARS} characters)"),
+    ("name", str, f"DVS name (at most {abi.MAX_NAME_CHARS} bytes)"),
     ("nr_dcs", int, f"DC slots, 1..{abi.NR_DCS}"),
     ("nr_nodes", int, f"node slots, 1..{abi.NR_NODES}"),
     ("nr_procs", int, f"process slots per DC, 1..{abi.NR_PROCS}"),

@@ -12,7 +12,7 @@ from dvsd.kernel import abi
 from dvsd.kernel.models import DcParams
 from dvsd.registry import HandlerContext, Reply, handler
 from dvsd.rqst import RequestType
-from dvsd.validators import check_sysprocs, in_range, max_len
+from dvsd.validators import check_sysprocs, in_range, kernel_name
 
 MAX_CPU = 1023  # glibc cpu_set_t holds CPUs 0..1023
 
@@ -40,7 +40,7 @@ class DcInitParams:
     """``dc_usr_t`` in-fields; counts default to the compiled-in limits."""
 
     dcid: int = attrs.field(validator=in_range(0, abi.NR_DCS - 1))
-    name: str = attrs.field(validator=[_non_empty, max_len(abi.MAX_NAME_CHARS)])
+    name: str = attrs.field(validator=[_non_empty, kernel_name(abi.MAX_NAME_CHARS)])
     nr_procs: int = attrs.field(
         default=abi.NR_PROCS, validator=in_range(1, abi.NR_PROCS)
     )

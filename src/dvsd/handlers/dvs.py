@@ -13,7 +13,7 @@ from dvsd.kernel import abi
 from dvsd.kernel.models import DvsParams
 from dvsd.registry import HandlerContext, NoParams, Reply, handler
 from dvsd.rqst import RequestType
-from dvsd.validators import check_sysprocs, in_range, max_len
+from dvsd.validators import check_sysprocs, in_range, kernel_name
 
 ULONG_MAX = (1 << 64) - 1
 
@@ -23,7 +23,7 @@ class DvsInitParams:
     """``dvs_usr_t`` in-fields; defaults are the compiled-in limits."""
 
     name: str = attrs.field(
-        default=abi.DEFAULT_DVS_NAME, validator=max_len(abi.MAX_NAME_CHARS)
+        default=abi.DEFAULT_DVS_NAME, validator=kernel_name(abi.MAX_NAME_CHARS)
     )
     nr_dcs: int = attrs.field(default=abi.NR_DCS, validator=in_range(1, abi.NR_DCS))
     nr_nodes: int = attrs.field(
