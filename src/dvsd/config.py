@@ -344,4 +344,8 @@ def _host_section(table: Any) -> Any:
     try:
         return HostPolicy.from_mapping(table)
     except (ValueError, TypeError, KeyError) as error:
-        raise ConfigError(f"[host]: {error}") from None
+        message = str(error)
+        # the policy's own messages already name their key (host.x, [host])
+        if not message.startswith(("host.", "[host]")):
+            message = f"[host]: {message}"
+        raise ConfigError(message) from None

@@ -54,6 +54,7 @@ def test_full_file(tmp_path):
         ("colour = 1", "unknown key colour"),
         ("[cluster]\nnodes = ['a']", "cluster.nodes must hold int values"),
         ("node_id = ", "not valid TOML"),
+        ("[host]\ncomand = 'any'", "[host] has unknown key comand"),
     ],
 )
 def test_bad_files_name_the_key(tmp_path, text, sentence):
@@ -62,6 +63,7 @@ def test_bad_files_name_the_key(tmp_path, text, sentence):
     with pytest.raises(config.ConfigError, match=re.escape(sentence)) as caught:
         config.load(path)
     assert str(path) in str(caught.value)
+    assert "[host]: [host]" not in str(caught.value)
 
 
 def test_missing_file(tmp_path):

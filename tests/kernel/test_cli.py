@@ -139,3 +139,25 @@ def test_node_ids_beyond_the_kernel_are_usage_errors(option, sentence, capsys):
         build_parser().parse_args([*option, "ps"])
     assert caught.value.code == 2
     assert sentence in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "sentence"),
+    [
+        # an empty or reversed CPU list once meant "all CPUs" without a word
+        (["dc", "init", "1", "web", "--cpus", ""], "--cpus takes CPU numbers"),
+        (["dc", "init", "1", "web", "--cpus", "5-1"], "'5-1' is neither"),
+        (["dc", "init", "1", "web", "--cpus", "0,x"], "'x' is neither"),
+        (["proc", "setpriv", "0", "1", "--ipc-to", "xyz"], "invalid integer value"),
+    ],
+)
+def test_malformed_option_values_are_usage_errors(argv, sentence, capsys):
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    assert sentence in capsys.readouterr().err
+
+
+def test_a_cpu_list_expands_its_ranges():
+    args = build_parser().parse_args(["dc", "init", "1", "web", "--cpus", "0-2,5"])
+    assert args.cpus == [0, 1, 2, 5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from dvsd.cli.dvs import given
@@ -13,11 +14,23 @@ DCID = Arg("dcid", type=int, help=f"DC id (0..{abi.NR_DCS - 1})")
 
 
 def cpu_list(text: str) -> list[int]:
-    """``0-3,6`` -> [0, 1, 2, 3, 6]."""
+    """``0-3,6`` -> [0, 1, 2, 3, 6]; an empty or reversed range is an error.
+
+    Leaving ``--cpus`` out means every CPU; an empty list given on purpose
+    must not silently mean the same.
+    """
     cpus: list[int] = []
-    for part in filter(None, text.split(",")):
-        low, _, high = part.partition("-")
-        cpus.extend(range(int(low), int(high or low) + 1))
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            first = last = -1
+        if not 0 <= first <= last:
+            raise argparse.ArgumentTypeError(
+                f"--cpus takes CPU numbers and ranges like 0-3,6; {part!r} is neither"
+            )
+        cpus.extend(range(first, last + 1))
     return cpus
 
 

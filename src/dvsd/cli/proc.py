@@ -13,8 +13,8 @@ from dvsd.rqst import RequestType
 ENDPOINT = Arg("endpoint", type=int, help="process endpoint")
 
 
-def _int(text: str) -> int:
-    """Decimal, 0x hexadecimal or 0b binary."""
+def integer(text: str) -> int:
+    """Decimal, 0x hexadecimal or 0b binary (argparse names it in errors)."""
     return int(text, 0)
 
 
@@ -102,11 +102,11 @@ def render_priv(items: list[dict[str, Any]]) -> str:
             help="0 user, 1 server, 2 task, 3 system, 4 kernel, 5 proxy",
         ),
         Arg("--warn", type=int, help="endpoint told when the process exits"),
-        Arg("--ipc-to", dest="ipc_to", type=_int, help="bitmap of allowed targets"),
+        Arg("--ipc-to", dest="ipc_to", type=integer, help="bitmap of allowed targets"),
         Arg(
             "--dvk-allowed",
             dest="dvk_allowed",
-            type=_int,
+            type=integer,
             help="bitmap of allowed DVK calls",
         ),
     ],
