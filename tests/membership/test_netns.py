@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -143,28 +144,38 @@ class NamespacedNode(ScriptedNode):
         self.log = LogWatcher(self.process.stderr)
 
 
+#: Every daemon of a segment listens on the same port, and each makes its
+#: Unix socket at /tmp/<port>: network namespaces share the file system, so
+#: three daemons on one machine would race for that one name (the loser
+#: exits "already running").  ``ip netns exec`` runs its command in a mount
+#: namespace of its own, so a tmpfs mounted on /tmp there is that host's alone.
+PRIVATE_TMP = 'mount -t tmpfs -o size=1m,mode=1777 dvsd-host-tmp /tmp && exec "$@"'
+
+
 @pytest.fixture
 def namespaced_cluster(tmp_path):
     network = Network()
     daemons: list[subprocess.Popen] = []
     nodes: list[NamespacedNode] = []
+    # outside /tmp, which each daemon's private tmpfs hides
+    spread_dir = Path(tempfile.mkdtemp(prefix="dvsd-netns-", dir="/var/tmp"))
     try:
         network.build()
         port = free_spread_port()
-        runtime_dir = tmp_path / "run"
+        runtime_dir = spread_dir / "run"
         runtime_dir.mkdir()
-        conf = tmp_path / "spread.conf"
+        conf = spread_dir / "spread.conf"
         conf.write_text(spread_conf(network, port, runtime_dir))
         binary = find_spread_binary()
         for index, host in enumerate(network.hosts):
             log = open(tmp_path / f"spread{index}.log", "wb")  # noqa: SIM115
             daemons.append(
                 subprocess.Popen(
-                    ["ip", "netns", "exec", host, binary, "-n", f"n{index}"]
-                    + ["-c", str(conf)],
+                    ["ip", "netns", "exec", host, "sh", "-c", PRIVATE_TMP, "spread"]
+                    + [binary, "-n", f"n{index}", "-c", str(conf)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    cwd=tmp_path,
+                    cwd=spread_dir,
                 )
             )
             log.close()
@@ -191,9 +202,8 @@ def namespaced_cluster(tmp_path):
                 except subprocess.TimeoutExpired:
                     daemon.kill()
                     daemon.wait(5)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"/tmp/{port}")
         network.delete()
+        shutil.rmtree(spread_dir, ignore_errors=True)
 
 
 def heal(nodes) -> None:
