@@ -23,7 +23,6 @@ pass to the program untouched.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import resource
 import select
@@ -32,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 #: How long after the caller's own timeout the guard's deadline comes, so
 #: that dvsd, when alive, is the one that kills and reports the timeout.
@@ -64,16 +63,6 @@ class Guard:
     def close(self) -> None:
         self._theirs.close()
         self._ours.close()
-
-
-@contextlib.contextmanager
-def guarded(program: Sequence[str], timeout: float) -> Iterator[Guard]:
-    """A :class:`Guard` for ``program``; the lifeline lasts as long as the block."""
-    guard = Guard(program, timeout)
-    try:
-        yield guard
-    finally:
-        guard.close()
 
 
 # The guard process itself, from here on.

@@ -249,3 +249,37 @@ async def test_cancelled_request_kills_its_command(ctx_factory, tmp_path):
     with trio.move_on_after(1.0):
         await run(ctx_factory(ANY), argv=[sys.executable, "-c", script], timeout=60)
     assert await wait_group_gone(int(pid_file.read_text())) == []
+
+
+SHELL_ANY = HostPolicy(command="any", command_shell=True)
+
+
+async def ends_soon(pid: int, within: float = 5.0) -> bool:
+    """Whether ``pid`` ends within ``within`` seconds (a pidfd becomes readable)."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        with trio.move_on_after(within):
+            await trio.lowlevel.wait_readable(descriptor)
+            return True
+        return False
+    finally:
+        os.close(descriptor)
+
+
+async def test_children_holding_stdout_get_a_grace_not_the_timeout(
+    ctx_factory, tmp_path
+):
+    # The shell exits at once; its two background sleeps keep stdout open.
+    pid_file = tmp_path / "pids"
+    line = f"sleep 300 & echo $! >> {pid_file}; sleep 301 & echo $! >> {pid_file}"
+    line += "; echo started"
+    reply = await run(ctx_factory(SHELL_ANY), shell=line, timeout=20)
+    result = reply.items[0]
+    assert (result.exit_status, result.timed_out) == (0, False)
+    assert result.stdout == b"started\n"
+    assert result.duration < 10, "waited for the timeout, not the pipe grace"
+    for pid in pid_file.read_text().split():
+        assert await ends_soon(int(pid)), f"background child {pid} still runs"

@@ -130,6 +130,21 @@ async def test_children_holding_the_pipes_do_not_hold_the_run(tmp_path):
     await assert_ends_soon(int(pid_file.read_text()))
 
 
+async def test_children_that_let_go_of_the_pipes_are_killed_too(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    script = write_script(
+        tmp_path / "detaches.sh",
+        f"""\
+        sleep 300 > /dev/null 2>&1 < /dev/null &
+        echo $! > {pid_file}
+        """,
+    )
+    with trio.fail_after(20):
+        result = await run_script(script, dict(os.environ), b"", timeout=60)
+    assert result.exit_status == 0 and not result.timed_out
+    await assert_ends_soon(int(pid_file.read_text()))
+
+
 async def assert_ends_soon(pid: int) -> None:
     """The process ``pid`` ends within 5 s (it would sleep 300 s on its own).
 
