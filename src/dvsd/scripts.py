@@ -8,10 +8,11 @@ expand unquoted in any shell) and as one JSON document on standard input.
 :class:`ScriptRunner` owns one queue and one task.  ``submit`` never blocks,
 so the daemon's event loop never waits for a script; the runner takes jobs
 in the order they were submitted and runs each job's scripts one after the
-other, each in its own process group with its own timeout, under a
-:mod:`dvsd.guard` that ends the group should dvsd die first.  A script that
-hangs is killed with its whole group when the timeout passes, and the next
-job starts then; one that fails is logged and changes nothing else.
+other, each in its own session with its own timeout, under a
+:mod:`dvsd.guard` that kills whatever the script started when it ends, and
+should dvsd die first.  A script that hangs is killed with everything it
+started when the timeout passes, and the next job starts then; one that
+fails is logged and changes nothing else.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ async def run_script(
     environment: dict[str, str],
     stdin: bytes,
     timeout: float,
+    log: Any = None,
 ) -> ScriptResult:
     """Run one script to its end or its timeout; never raises for the script's faults.
 
@@ -187,7 +189,8 @@ async def run_script(
     without a shell.  Standard output and error are kept up to
     :data:`OUTPUT_CAP` bytes each.  It runs through
     :func:`dvsd.guarded.run_guarded`, so it ends with its timeout, with a
-    cancelled runner, and with dvsd.
+    cancelled runner, and with dvsd, and so does everything it started.
+    ``log`` hears of a guard that failed to do its part.
     """
     try:
         argv = shlex.split(script)
@@ -205,6 +208,7 @@ async def run_script(
         stderr=_keep(stderr),
         stdin=stdin,
         env=environment,
+        log=log,
     )
     if run.start_error is not None:
         error = f"{run.start_error}: {argv[0]}"
@@ -282,7 +286,9 @@ class ScriptRunner:
         )
         for script in job.scripts:
             try:
-                result = await run_script(script, environment, document, self.timeout)
+                result = await run_script(
+                    script, environment, document, self.timeout, log=log
+                )
             except BaseException:
                 # Cancelled (possibly inside an exception group) when dvsd
                 # stops: run_script has killed the group; say so before leaving.

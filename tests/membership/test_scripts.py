@@ -13,6 +13,7 @@ import attrs
 import pytest
 import structlog.testing
 import trio
+from tests.escapes import ESCAPES, escape, kill_strays
 
 from dvsd.scripts import EventFacts, ScriptJob, ScriptRunner, run_script, shell_safe
 
@@ -143,6 +144,22 @@ async def test_children_that_let_go_of_the_pipes_are_killed_too(tmp_path):
         result = await run_script(script, dict(os.environ), b"", timeout=60)
     assert result.exit_status == 0 and not result.timed_out
     await assert_ends_soon(int(pid_file.read_text()))
+
+
+@pytest.mark.parametrize("stay", [False, True], ids=["exits", "times-out"])
+@pytest.mark.parametrize("how", sorted(ESCAPES))
+async def test_what_leaves_the_process_group_does_not_outlive_the_script(
+    tmp_path, how, stay
+):
+    script = shlex.join(escape(how, stay=stay))
+    with trio.fail_after(20):
+        result = await run_script(script, dict(os.environ), b"", timeout=1.0)
+    escapee = int(result.stdout)
+    try:
+        assert result.timed_out is stay
+        await assert_ends_soon(escapee)
+    finally:
+        kill_strays(escapee)
 
 
 async def assert_ends_soon(pid: int) -> None:

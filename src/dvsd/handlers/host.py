@@ -185,13 +185,14 @@ class CommandParams:
 
 
 async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
-    """Run ``plan`` in its own session and process group; never outlives its timeout.
+    """Run ``plan`` in its own session; never outlives its timeout.
 
     On timeout, on cancellation, and when the command finishes while its
     background children still run (they get the pipe grace of
-    :func:`dvsd.guarded.run_guarded` if they hold its output), the whole
-    process group is killed, so a COMMAND leaves nothing behind on the
-    node; the guard kills the group should dvsd die first.
+    :func:`dvsd.guarded.run_guarded` if they hold its output), every process
+    it started is killed, whether or not it left the process group, so a
+    COMMAND leaves nothing behind on the node; the guard does the same
+    should dvsd die first.
     """
     stdout = OutputBuffer(limit=plan.output_cap)
     stderr = OutputBuffer(limit=plan.output_cap)
@@ -202,6 +203,7 @@ async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
         stderr=stderr.feed,
         env=plan.env,
         cwd=plan.cwd,
+        log=log,
     )
     if run.start_error is not None:
         raise _cannot_start(plan, run.start_error)
