@@ -149,7 +149,9 @@ class ScriptResult:
 
     ``exit_status`` is the process's exit code, or minus the signal number
     that ended it, or None when it could not be started (``error`` says
-    why).  ``timed_out`` means the runner killed its process group.
+    why).  ``timed_out`` means the runner killed it at its timeout.
+    ``leftovers_killed`` counts the other processes it had started that
+    were still running when it ended, and were killed.
     """
 
     script: str
@@ -159,6 +161,7 @@ class ScriptResult:
     stderr: str
     duration: float
     error: str | None = None
+    leftovers_killed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -220,6 +223,7 @@ async def run_script(
         stdout=stdout.decode("utf-8", "replace"),
         stderr=stderr.decode("utf-8", "replace"),
         duration=run.duration,
+        leftovers_killed=run.leftovers_killed,
     )
 
 
@@ -302,6 +306,7 @@ class ScriptRunner:
                 "script": script,
                 "exit_status": result.exit_status,
                 "timed_out": result.timed_out,
+                "leftovers_killed": result.leftovers_killed,
                 "duration": result.duration,
                 "stdout": result.stdout,
                 "stderr": result.stderr,

@@ -113,6 +113,7 @@ async def test_exit_status_stdout_stderr(ctx_factory):
     result = reply.items[0]
     assert (result.exit_status, result.stdout, result.stderr) == (3, b"out\n", b"")
     assert not result.timed_out and not reply.truncated
+    assert result.leftovers_killed == 0
     reply = await run(ctx_factory(ANY), argv=["ls", "/no/such/dir"])
     assert reply.items[0].exit_status != 0 and b"/no/such/dir" in reply.items[0].stderr
 
@@ -283,6 +284,7 @@ async def test_children_holding_stdout_get_a_grace_not_the_timeout(
     assert (result.exit_status, result.timed_out) == (0, False)
     assert result.stdout == b"started\n"
     assert result.duration < 10, "waited for the timeout, not the pipe grace"
+    assert result.leftovers_killed == 2
     for pid in pid_file.read_text().split():
         assert await ends_soon(int(pid)), f"background child {pid} still runs"
 
@@ -296,6 +298,7 @@ async def test_what_leaves_the_process_group_does_not_outlive_the_command(
     escapee = int(result.stdout)
     try:
         assert (result.exit_status, result.timed_out) == (0, False)
+        assert result.leftovers_killed == 1
         assert await ends_soon(escapee), f"{how}: pid {escapee} outlived the command"
     finally:
         kill_strays(escapee)
@@ -310,6 +313,7 @@ async def test_what_leaves_the_process_group_does_not_outlive_the_timeout(
     escapee = int(result.stdout)
     try:
         assert (result.exit_status, result.timed_out) == (-9, True)
+        assert result.leftovers_killed == 1  # the command itself is not counted
         assert await ends_soon(escapee), f"{how}: pid {escapee} outlived the timeout"
     finally:
         kill_strays(escapee)

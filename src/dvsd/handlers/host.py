@@ -221,6 +221,7 @@ async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
         stdout=stdout,
         stderr=stderr,
         cap=plan.output_cap,
+        leftovers_killed=run.leftovers_killed,
     )
 
 
@@ -261,6 +262,7 @@ async def command(ctx: HandlerContext, params: CommandParams) -> Reply:
         "command_done",
         exit_status=result.exit_status,
         timed_out=result.timed_out,
+        leftovers_killed=result.leftovers_killed,
         stdout_size=result.stdout_size,
         stderr_size=result.stderr_size,
     )
