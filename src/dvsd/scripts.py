@@ -8,36 +8,31 @@ expand unquoted in any shell) and as one JSON document on standard input.
 :class:`ScriptRunner` owns one queue and one task.  ``submit`` never blocks,
 so the daemon's event loop never waits for a script; the runner takes jobs
 in the order they were submitted and runs each job's scripts one after the
-other, each in its own process group with its own timeout, under a
-:mod:`dvsd.guard` that ends the group should dvsd die first.  A script that
-hangs is killed with its whole group when the timeout passes, and the next
-job starts then; one that fails is logged and changes nothing else.
+other, each in its own session with its own timeout, under a
+:mod:`dvsd.guard` that kills whatever the script started when it ends, and
+should dvsd die first.  A script that hangs is killed with everything it
+started when the timeout passes, and the next job starts then; one that
+fails is logged and changes nothing else.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
 import shlex
-import signal
-import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import structlog
 import trio
 
-from dvsd.guard import Guard, guarded
+from dvsd.guarded import run_guarded
 
 #: Bytes of standard output and of standard error kept (and logged) per run.
 OUTPUT_CAP = 16 * 1024
-#: After SIGKILL to the group, how long to wait for the process to be reaped.
-REAP_SECONDS = 5.0
-#: How long the output pipes may stay open after the script itself exited.
-PIPE_GRACE = 1.0
 
 _SAFE_WORD = re.compile(r"[^A-Za-z0-9._:+-]")
 
@@ -154,7 +149,9 @@ class ScriptResult:
 
     ``exit_status`` is the process's exit code, or minus the signal number
     that ended it, or None when it could not be started (``error`` says
-    why).  ``timed_out`` means the runner killed its process group.
+    why).  ``timed_out`` means the runner killed it at its timeout.
+    ``leftovers_killed`` counts the other processes it had started that
+    were still running when it ended, and were killed.
     """
 
     script: str
@@ -164,48 +161,22 @@ class ScriptResult:
     stderr: str
     duration: float
     error: str | None = None
+    leftovers_killed: int = 0
 
     @property
     def ok(self) -> bool:
         return self.exit_status == 0 and not self.timed_out
 
 
-def _kill_group(process: trio.Process) -> None:
-    # The guard leads the script's session, so its pid is the group id;
-    # killing the group also ends whatever the script started in the background.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+def _keep(kept: bytearray) -> Callable[[bytes], None]:
+    """A sink that keeps the first OUTPUT_CAP bytes it is given in ``kept``."""
 
-
-async def _collect(
-    stream: trio.abc.ReceiveStream | None, kept: bytearray, ended: list[str]
-) -> None:
-    """Keep up to OUTPUT_CAP bytes of ``stream``; note its end in ``ended``."""
-    if stream is None:
-        ended.append("none")
-        return
-    while True:
-        try:
-            chunk = await stream.receive_some(65536)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            chunk = b""
-        if not chunk:
-            ended.append("eof")
-            return
+    def feed(chunk: bytes) -> None:
         room = OUTPUT_CAP - len(kept)
         if room > 0:
-            kept += chunk[:room]
+            kept.extend(chunk[:room])
 
-
-async def _feed(stream: trio.abc.SendStream | None, data: bytes) -> None:
-    if stream is None:
-        return
-    try:
-        await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the script need not read its standard input
-    finally:
-        await stream.aclose()
+    return feed
 
 
 async def run_script(
@@ -213,13 +184,16 @@ async def run_script(
     environment: dict[str, str],
     stdin: bytes,
     timeout: float,
+    log: Any = None,
 ) -> ScriptResult:
     """Run one script to its end or its timeout; never raises for the script's faults.
 
     ``script`` is split like a shell word list (``/path/to/x --flag``) and run
     without a shell.  Standard output and error are kept up to
-    :data:`OUTPUT_CAP` bytes each.  It runs under :mod:`dvsd.guard`, which
-    ends it should dvsd die first.
+    :data:`OUTPUT_CAP` bytes each.  It runs through
+    :func:`dvsd.guarded.run_guarded`, so it ends with its timeout, with a
+    cancelled runner, and with dvsd, and so does everything it started.
+    ``log`` hears of a guard that failed to do its part.
     """
     try:
         argv = shlex.split(script)
@@ -229,76 +203,27 @@ async def run_script(
         split_error = None if argv else "empty script entry"
     if split_error is not None:
         return ScriptResult(script, None, False, "", "", 0.0, split_error)
-    with guarded(argv, timeout) as guard:
-        return await _run_guarded(script, argv, guard, environment, stdin, timeout)
-
-
-async def _run_guarded(
-    script: str,
-    argv: list[str],
-    guard: Guard,
-    environment: dict[str, str],
-    stdin: bytes,
-    timeout: float,
-) -> ScriptResult:
-    started = trio.current_time()
-    try:
-        process = await trio.lowlevel.open_process(
-            guard.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment,
-            start_new_session=True,
-            pass_fds=guard.pass_fds,
-        )
-    except OSError as error:
-        return ScriptResult(
-            script, None, False, "", "", 0.0, f"{error.strerror or error}: {argv[0]}"
-        )
-
     stdout, stderr = bytearray(), bytearray()
-    ended: list[str] = []
-    exited = False
-    try:
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_feed, process.stdin, stdin)
-                nursery.start_soon(_collect, process.stdout, stdout, ended)
-                nursery.start_soon(_collect, process.stderr, stderr, ended)
-                await process.wait()
-                exited = True
-                # The pipes normally reach EOF with the script; a background
-                # child that keeps them open gets PIPE_GRACE, not the timeout.
-                nursery.cancel_scope.deadline = min(
-                    nursery.cancel_scope.deadline, trio.current_time() + PIPE_GRACE
-                )
-    finally:
-        # Whether the script ended before the deadline, not whether it had been
-        # reaped when we looked: a script that exits at the last moment did.
-        timed_out = not exited
-        # End the group on a timeout (or a cancelled runner), and when the
-        # script left children holding its pipes.  The group id stays
-        # reserved while any member lives, so it cannot name a stranger.
-        if timed_out or len(ended) < 2:
-            _kill_group(process)
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(REAP_SECONDS):
-                await process.wait()
-            for stream in (process.stdin, process.stdout, process.stderr):
-                if stream is not None:
-                    await stream.aclose()
-    start_error = guard.start_error()
-    if start_error is not None:
-        error = f"{start_error}: {argv[0]}"
+    run = await run_guarded(
+        argv,
+        timeout=timeout,
+        stdout=_keep(stdout),
+        stderr=_keep(stderr),
+        stdin=stdin,
+        env=environment,
+        log=log,
+    )
+    if run.start_error is not None:
+        error = f"{run.start_error}: {argv[0]}"
         return ScriptResult(script, None, False, "", "", 0.0, error)
     return ScriptResult(
         script=script,
-        exit_status=process.returncode,
-        timed_out=timed_out,
+        exit_status=run.exit_status,
+        timed_out=run.timed_out,
         stdout=stdout.decode("utf-8", "replace"),
         stderr=stderr.decode("utf-8", "replace"),
-        duration=round(trio.current_time() - started, 3),
+        duration=run.duration,
+        leftovers_killed=run.leftovers_killed,
     )
 
 
@@ -365,7 +290,9 @@ class ScriptRunner:
         )
         for script in job.scripts:
             try:
-                result = await run_script(script, environment, document, self.timeout)
+                result = await run_script(
+                    script, environment, document, self.timeout, log=log
+                )
             except BaseException:
                 # Cancelled (possibly inside an exception group) when dvsd
                 # stops: run_script has killed the group; say so before leaving.
@@ -379,6 +306,7 @@ class ScriptRunner:
                 "script": script,
                 "exit_status": result.exit_status,
                 "timed_out": result.timed_out,
+                "leftovers_killed": result.leftovers_killed,
                 "duration": result.duration,
                 "stdout": result.stdout,
                 "stderr": result.stderr,

@@ -246,7 +246,12 @@ def test_kill_force_spelled_as_a_word_is_not_true(node, force):
     assert "sent    True" not in done.stdout
 
 
-def test_command_does_not_outlive_a_killed_dvsd(tmp_path):
+@pytest.mark.parametrize(
+    "background",
+    ["sleep 300 &", "setsid sleep 300 &"],
+    ids=["in-the-group", "own-session"],
+)
+def test_command_does_not_outlive_a_killed_dvsd(tmp_path, background):
     # The command may run a minute: only dvsd's death can end it this soon.
     node = Node(
         tmp_path,
@@ -256,7 +261,7 @@ def test_command_does_not_outlive_a_killed_dvsd(tmp_path):
         'command_allow = ["sh", "sleep"]\n',
     )
     pipe = PidPipe(tmp_path / "pid.fifo")
-    line = f'sleep 300 & echo $! > "{pipe.path}"; wait'
+    line = f'{background} echo $! > "{pipe.path}"; wait'
     pid = None
     node.start()
     try:

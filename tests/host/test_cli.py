@@ -11,8 +11,15 @@ import dvsd.cli.host
 import dvsd.cli.namespace  # noqa: F401 - registers the ns commands
 from dvsd.cli import build_parser
 from dvsd.handlers import host as host_handlers
+from dvsd.host.command import CommandResult
 from dvsd.hostpolicy import HostPolicy
-from dvsd.registry import REGISTRY, RequestError, build_params, unstructure_items
+from dvsd.registry import (
+    REGISTRY,
+    RequestError,
+    build_params,
+    converter,
+    unstructure_items,
+)
 from dvsd.rqst import ReturnCode
 
 
@@ -102,6 +109,21 @@ async def test_command_render_shows_non_utf8_bytes_escaped(ctx_factory):
     text = await render(entry, reply)
     assert text.startswith("exit 0")
     assert "ok\\xff" in text
+
+
+async def test_command_render_says_how_many_leftovers_were_killed(ctx_factory):
+    params, entry = params_for(
+        ["host", "command", "--", "sh", "-c", "sleep 300 & sleep 301 & exit 2"]
+    )
+    reply = await host_handlers.command(ctx_factory(HostPolicy(command="any")), params)
+    text = await render(entry, reply)
+    assert text.startswith("exit 2 in ")
+    assert text.endswith("s, 2 leftover processes killed")
+    # A reply from a dvsd that does not send the count says nothing of it.
+    (item,) = unstructure_items(reply.items)
+    del item["leftovers_killed"]
+    assert entry.render([item]) == text.split(",")[0]
+    assert converter.structure(item, CommandResult).leftovers_killed == 0
 
 
 async def test_vmstat_renders_vmstat_headers(ctx_factory):

@@ -9,7 +9,9 @@ import sys
 import msgpack
 import pytest
 import trio
+from tests.escapes import ESCAPES, escape, kill_strays
 
+from dvsd.guarded import run_guarded
 from dvsd.handlers import host as host_handlers
 from dvsd.host.command import OutputBuffer, plan_command, split_cap
 from dvsd.host.errors import InvalidValue, NotAllowed
@@ -111,6 +113,7 @@ async def test_exit_status_stdout_stderr(ctx_factory):
     result = reply.items[0]
     assert (result.exit_status, result.stdout, result.stderr) == (3, b"out\n", b"")
     assert not result.timed_out and not reply.truncated
+    assert result.leftovers_killed == 0
     reply = await run(ctx_factory(ANY), argv=["ls", "/no/such/dir"])
     assert reply.items[0].exit_status != 0 and b"/no/such/dir" in reply.items[0].stderr
 
@@ -249,3 +252,91 @@ async def test_cancelled_request_kills_its_command(ctx_factory, tmp_path):
     with trio.move_on_after(1.0):
         await run(ctx_factory(ANY), argv=[sys.executable, "-c", script], timeout=60)
     assert await wait_group_gone(int(pid_file.read_text())) == []
+
+
+SHELL_ANY = HostPolicy(command="any", command_shell=True)
+
+
+async def ends_soon(pid: int, within: float = 5.0) -> bool:
+    """Whether ``pid`` ends within ``within`` seconds (a pidfd becomes readable)."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        with trio.move_on_after(within):
+            await trio.lowlevel.wait_readable(descriptor)
+            return True
+        return False
+    finally:
+        os.close(descriptor)
+
+
+async def test_children_holding_stdout_get_a_grace_not_the_timeout(
+    ctx_factory, tmp_path
+):
+    # The shell exits at once; its two background sleeps keep stdout open.
+    pid_file = tmp_path / "pids"
+    line = f"sleep 300 & echo $! >> {pid_file}; sleep 301 & echo $! >> {pid_file}"
+    line += "; echo started"
+    reply = await run(ctx_factory(SHELL_ANY), shell=line, timeout=20)
+    result = reply.items[0]
+    assert (result.exit_status, result.timed_out) == (0, False)
+    assert result.stdout == b"started\n"
+    assert result.duration < 10, "waited for the timeout, not the pipe grace"
+    assert result.leftovers_killed == 2
+    for pid in pid_file.read_text().split():
+        assert await ends_soon(int(pid)), f"background child {pid} still runs"
+
+
+@pytest.mark.parametrize("how", sorted(ESCAPES))
+async def test_what_leaves_the_process_group_does_not_outlive_the_command(
+    ctx_factory, how
+):
+    reply = await run(ctx_factory(ANY), argv=escape(how), timeout=20)
+    result = reply.items[0]
+    escapee = int(result.stdout)
+    try:
+        assert (result.exit_status, result.timed_out) == (0, False)
+        assert result.leftovers_killed == 1
+        assert await ends_soon(escapee), f"{how}: pid {escapee} outlived the command"
+    finally:
+        kill_strays(escapee)
+
+
+@pytest.mark.parametrize("how", sorted(ESCAPES))
+async def test_what_leaves_the_process_group_does_not_outlive_the_timeout(
+    ctx_factory, how
+):
+    reply = await run(ctx_factory(ANY), argv=escape(how, stay=True), timeout=1)
+    result = reply.items[0]
+    escapee = int(result.stdout)
+    try:
+        assert (result.exit_status, result.timed_out) == (-9, True)
+        assert result.leftovers_killed == 1  # the command itself is not counted
+        assert await ends_soon(escapee), f"{how}: pid {escapee} outlived the timeout"
+    finally:
+        kill_strays(escapee)
+
+
+async def test_what_leaves_the_process_group_does_not_outlive_a_cancel():
+    # What a cancelled COMMAND request does, seen from inside: the run is
+    # cancelled as soon as the escapee's pid arrives.
+    found: list[int] = []
+
+    def note(chunk: bytes) -> None:
+        found.extend(int(word) for word in chunk.split())
+        cancel_scope.cancel()
+
+    plan = plan_command(
+        ANY, argv=escape("setsid-double-fork", stay=True), shell=None, timeout=30
+    )
+    with trio.CancelScope() as cancel_scope:
+        await run_guarded(
+            plan.argv, timeout=30, stdout=note, stderr=lambda chunk: None, env=plan.env
+        )
+    try:
+        assert cancel_scope.cancelled_caught and len(found) == 1
+        assert await ends_soon(found[0])
+    finally:
+        kill_strays(*found)

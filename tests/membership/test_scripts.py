@@ -13,6 +13,7 @@ import attrs
 import pytest
 import structlog.testing
 import trio
+from tests.escapes import ESCAPES, escape, kill_strays
 
 from dvsd.scripts import EventFacts, ScriptJob, ScriptRunner, run_script, shell_safe
 
@@ -126,8 +127,41 @@ async def test_children_holding_the_pipes_do_not_hold_the_run(tmp_path):
     with trio.fail_after(20):
         result = await run_script(script, dict(os.environ), b"", timeout=60)
     assert result.exit_status == 0 and not result.timed_out
-    assert result.duration < 30
+    assert result.duration < 30 and result.leftovers_killed == 1
     await assert_ends_soon(int(pid_file.read_text()))
+
+
+async def test_children_that_let_go_of_the_pipes_are_killed_too(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    script = write_script(
+        tmp_path / "detaches.sh",
+        f"""\
+        sleep 300 > /dev/null 2>&1 < /dev/null &
+        echo $! > {pid_file}
+        """,
+    )
+    with trio.fail_after(20):
+        result = await run_script(script, dict(os.environ), b"", timeout=60)
+    assert result.exit_status == 0 and not result.timed_out
+    assert result.leftovers_killed == 1
+    await assert_ends_soon(int(pid_file.read_text()))
+
+
+@pytest.mark.parametrize("stay", [False, True], ids=["exits", "times-out"])
+@pytest.mark.parametrize("how", sorted(ESCAPES))
+async def test_what_leaves_the_process_group_does_not_outlive_the_script(
+    tmp_path, how, stay
+):
+    script = shlex.join(escape(how, stay=stay))
+    with trio.fail_after(20):
+        result = await run_script(script, dict(os.environ), b"", timeout=1.0)
+    escapee = int(result.stdout)
+    try:
+        assert result.timed_out is stay
+        assert result.leftovers_killed == 1
+        await assert_ends_soon(escapee)
+    finally:
+        kill_strays(escapee)
 
 
 async def assert_ends_soon(pid: int) -> None:
@@ -194,6 +228,7 @@ async def test_runner_serialises_jobs_in_order_and_logs_failures(tmp_path):
     assert failures[0]["exit_status"] == 3
     assert failures[0]["stderr"] == "oops on partition\n"
     assert failures[0]["error"] == "exit status 3"
+    assert failures[0]["leftovers_killed"] == 0
     done = [e for e in logs if e["event"] == "script_done"]
     assert len(done) == 3 and done[0]["script"] == slow
 

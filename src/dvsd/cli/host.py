@@ -79,6 +79,11 @@ def render_command(items: list[dict[str, Any]]) -> str:
         + (" (timed out, process group killed)" if result.get("timed_out") else "")
         + f" in {result.get('duration', 0):.2f}s"
     )
+    # Absent from a dvsd older than the field: nothing is said then.
+    leftovers = result.get("leftovers_killed") or 0
+    if leftovers:
+        noun = "process" if leftovers == 1 else "processes"
+        head += f", {leftovers} leftover {noun} killed"
     parts = [head]
     for stream in ("stdout", "stderr"):
         body = _text(result.get(stream))

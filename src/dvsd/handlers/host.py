@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import subprocess
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,7 +20,7 @@ import attrs
 import msgpack
 import trio
 
-from dvsd.guard import Guard, guarded
+from dvsd.guarded import run_guarded
 from dvsd.host import containers, disks, net, procs, stats
 from dvsd.host.cgroups import CgroupLayout, detect_layout, list_controllers, v2_layout
 from dvsd.host.command import (
@@ -186,78 +184,44 @@ class CommandParams:
             )
 
 
-async def _drain(stream: trio.abc.ReceiveStream, buffer: OutputBuffer) -> None:
-    while True:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            return
-        buffer.feed(chunk)
-
-
-def _kill_group(pgid: int) -> bool:
-    """SIGKILL every process of the group; False if none was left."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def run_command(plan: CommandPlan, log: Any = None) -> CommandResult:
-    """Run ``plan`` in its own session and process group; never outlives its timeout.
+    """Run ``plan`` in its own session; never outlives its timeout.
 
     On timeout, on cancellation, and when the command finishes while its
-    background children still run, the whole process group is killed, so a
-    COMMAND leaves nothing behind on the node.  It runs under
-    :mod:`dvsd.guard`, which kills the group should dvsd die first.
+    background children still run (they get the pipe grace of
+    :func:`dvsd.guarded.run_guarded` if they hold its output), every process
+    it started is killed, whether or not it left the process group, so a
+    COMMAND leaves nothing behind on the node; the guard does the same
+    should dvsd die first.
     """
-    with guarded(plan.argv, plan.timeout) as guard:
-        return await _run_guarded(plan, guard, log)
-
-
-async def _run_guarded(plan: CommandPlan, guard: Guard, log: Any) -> CommandResult:
     stdout = OutputBuffer(limit=plan.output_cap)
     stderr = OutputBuffer(limit=plan.output_cap)
-    started = trio.current_time()
-    try:
-        process = await trio.lowlevel.open_process(
-            guard.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=plan.cwd,
-            env=plan.env,
-            start_new_session=True,
-            pass_fds=guard.pass_fds,
+    run = await run_guarded(
+        plan.argv,
+        timeout=plan.timeout,
+        stdout=stdout.feed,
+        stderr=stderr.feed,
+        env=plan.env,
+        cwd=plan.cwd,
+        log=log,
+    )
+    if run.start_error is not None:
+        raise _cannot_start(plan, run.start_error)
+    if (run.timed_out or run.leftovers_killed) and log is not None:
+        log.info(
+            "command_group_killed",
+            timed_out=run.timed_out,
+            leftovers_killed=run.leftovers_killed,
         )
-    except OSError as error:
-        raise _cannot_start(plan, error.strerror) from None
-    timed_out = False
-    try:
-        with trio.move_on_after(plan.timeout) as scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_drain, process.stdout, stdout)
-                nursery.start_soon(_drain, process.stderr, stderr)
-            await process.wait()
-        timed_out = scope.cancelled_caught
-    finally:
-        with trio.CancelScope(shield=True):
-            if _kill_group(process.pid) and log is not None:
-                log.info("command_group_killed", pid=process.pid, timed_out=timed_out)
-            await process.wait()
-            await process.stdout.aclose()
-            await process.stderr.aclose()
-    start_error = guard.start_error()
-    if start_error is not None:
-        raise _cannot_start(plan, start_error)
     return build_result(
         plan.argv,
-        returncode=process.returncode,
-        timed_out=timed_out,
-        duration=trio.current_time() - started,
+        returncode=run.exit_status,
+        timed_out=run.timed_out,
+        duration=run.duration,
         stdout=stdout,
         stderr=stderr,
         cap=plan.output_cap,
+        leftovers_killed=run.leftovers_killed,
     )
 
 
@@ -298,6 +262,7 @@ async def command(ctx: HandlerContext, params: CommandParams) -> Reply:
         "command_done",
         exit_status=result.exit_status,
         timed_out=result.timed_out,
+        leftovers_killed=result.leftovers_killed,
         stdout_size=result.stdout_size,
         stderr_size=result.stderr_size,
     )

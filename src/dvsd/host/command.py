@@ -137,7 +137,10 @@ class CommandResult:
     ``exit_status`` is the process's exit code, or minus the signal number
     that ended it (so -9 after a timeout).  ``stdout_size``/``stderr_size``
     are the full sizes the command wrote; ``*_truncated`` say a stream was cut
-    to fit one reply.
+    to fit one reply.  ``leftovers_killed`` counts the other processes the
+    command had started that were still running when it ended, and were
+    killed; it comes last and defaults to 0, so replies from a dvsd that
+    does not send it still decode.
     """
 
     argv: list[str]
@@ -150,6 +153,7 @@ class CommandResult:
     stderr_size: int
     stdout_truncated: bool
     stderr_truncated: bool
+    leftovers_killed: int = 0
 
 
 def split_cap(stdout_size: int, stderr_size: int, cap: int) -> tuple[int, int]:
@@ -176,6 +180,7 @@ def build_result(
     stdout: OutputBuffer,
     stderr: OutputBuffer,
     cap: int,
+    leftovers_killed: int = 0,
 ) -> CommandResult:
     """Shape the result, cutting the two streams to ``cap`` bytes together."""
     out_keep, err_keep = split_cap(len(stdout.kept), len(stderr.kept), cap)
@@ -192,4 +197,5 @@ def build_result(
         stderr_size=stderr.total,
         stdout_truncated=len(out) < stdout.total,
         stderr_truncated=len(err) < stderr.total,
+        leftovers_killed=leftovers_killed,
     )
