@@ -14,7 +14,8 @@ import dvsd.handlers.dc
 import dvsd.handlers.dvs
 import dvsd.handlers.node
 import dvsd.handlers.proc  # noqa: F401
-from dvsd.cli import build_parser
+from dvsd.cli import build_parser, render_result
+from dvsd.cli.framework import COMMANDS
 from dvsd.kernel.emulated import EmulatedKernel
 from dvsd.kernel.models import DcParams
 from dvsd.registry import REGISTRY, RequestError, build_params, unstructure_items
@@ -161,3 +162,25 @@ def test_malformed_option_values_are_usage_errors(argv, sentence, capsys):
 def test_a_cpu_list_expands_its_ranges():
     args = build_parser().parse_args(["dc", "init", "1", "web", "--cpus", "0-2,5"])
     assert args.cpus == [0, 1, 2, 5]
+
+
+def test_init_replies_say_which_local_node_answered():
+    result = {
+        "request": "DVSINIT",
+        "rcode": 0,
+        "replies": [
+            {"node": 0, "rcode": 0, "items": []},
+            {"node": 1, "rcode": 1, "items": []},
+        ],
+        "missing": [],
+    }
+    nothing = lambda items: ""  # noqa: E731 - init replies carry no items
+    shown = render_result(result, nothing, fold=False, rcode_means="local node")
+    assert shown.splitlines() == [
+        "node 0: ok (local node 0)",
+        "node 1: ok (local node 1)",
+    ]
+    # without a meaning, a positive code is shown as a code
+    assert "node 1: ok (rcode 1)" in render_result(result, nothing, fold=False)
+    entry = next(c for c in COMMANDS if c.words == "dc init")
+    assert entry.rcode_means == "local node"

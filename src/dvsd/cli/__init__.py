@@ -242,10 +242,11 @@ def run(args: argparse.Namespace) -> int:
                 f"unknown request type {args.type!r}: give a registered name"
                 " or a number in 1..65535"
             )
-        params, renderer = parse_key_values(args.params), None
+        params, renderer, rcode_means = parse_key_values(args.params), None, None
     else:
         command: Command = args.command
         rqst_type, renderer = command.rqst, command.render
+        rcode_means = command.rcode_means
         params = command.build(args)
         entry = REGISTRY.get(rqst_type)
     if entry is not None:
@@ -272,7 +273,10 @@ def run(args: argparse.Namespace) -> int:
     if as_json:
         print(json.dumps(jsonable(result), indent=2))
     else:
-        print(render_result(result, renderer or default_render, fold=many_lines))
+        shown = render_result(
+            result, renderer or default_render, fold=many_lines, rcode_means=rcode_means
+        )
+        print(shown)
     return exit_code(result)
 
 
@@ -374,7 +378,9 @@ def describe_error(rcode: int, error: str | None) -> str:
     return f"{prefix}: {error or 'no details'}"
 
 
-def render_result(result: dict[str, Any], renderer, *, fold: bool) -> str:
+def render_result(
+    result: dict[str, Any], renderer, *, fold: bool, rcode_means: str | None = None
+) -> str:
     lines: list[str] = []
     if result.get("error"):
         lines.append(f"error: {describe_error(result['rcode'], result['error'])}")
@@ -388,7 +394,9 @@ def render_result(result: dict[str, Any], renderer, *, fold: bool) -> str:
             body = renderer(reply.get("items") or [])
             if reply.get("truncated"):
                 body += f"\n(output cut: full size {reply.get('full_size')} bytes)"
-            if not body:
+            if not body and rcode_means:
+                body = f"ok ({rcode_means} {reply['rcode']})"
+            elif not body:
                 body = "ok" if reply["rcode"] == 0 else f"ok (rcode {reply['rcode']})"
         if fold:
             for nodes, text in sections:

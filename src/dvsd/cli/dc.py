@@ -48,7 +48,8 @@ _DC_OPTIONS = [
     "dc",
     "init",
     rqst=RequestType.DCINIT,
-    help="start a DC (rcode = dcid)",
+    help="start a DC",
+    rcode_means="local node",
     args=[
         DCID,
         Arg(

@@ -44,6 +44,7 @@ _DVS_ARGS = [
     "init",
     rqst=RequestType.DVSINIT,
     help="initialise the DVS (defaults: the compiled-in limits)",
+    rcode_means="local node",
     args=[
         Arg(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
         for name, kind, text in _DVS_ARGS

@@ -45,6 +45,9 @@ class Command:
     args: Sequence[Argument]
     build: Builder
     render: Renderer | None = None
+    #: What a positive return code is (``"local node"`` for the init calls);
+    #: None: a return code above 0 is shown as it is.
+    rcode_means: str | None = None
 
     def renderer(self, function: Renderer) -> Renderer:
         """Decorator: use ``function`` to show this command's reply items."""
@@ -66,6 +69,7 @@ def command(
     rqst: int,
     help: str,
     args: Iterable[Argument] = (),
+    rcode_means: str | None = None,
 ) -> Callable[[Builder], Command]:
     """Declare ``dvsctl group [name]`` for request type ``rqst``."""
 
@@ -77,6 +81,7 @@ def command(
             help=help,
             args=tuple(args),
             build=build,
+            rcode_means=rcode_means,
         )
         COMMANDS.append(entry)
         return entry
