@@ -95,6 +95,19 @@ def test_bad_client_messages_are_named(raw, sentence):
         decode_client_message(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xc1", "FormatError"),  # the one byte MessagePack never uses
+        (b"\x91" * 5000, "StackError"),  # arrays nested 5000 deep
+    ],
+)
+def test_invalid_messagepack_always_names_the_error(raw, reason):
+    # msgpack raises some errors with an empty message: the class must show
+    with pytest.raises(MsgqError, match=f"not valid MessagePack: .*{reason}"):
+        decode_client_message(raw)
+
+
 @pytest.fixture
 def queues():
     request_key, reply_key = free_queue_keys()

@@ -136,7 +136,9 @@ def decode_client_message(data: bytes) -> ClientMessage:
     try:
         raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as error:  # msgpack raises several unrelated types
-        raise MsgqError(f"request is not valid MessagePack: {error}") from None
+        raise MsgqError(
+            f"request is not valid MessagePack: {_unpack_failure(error)}"
+        ) from None
     if not isinstance(raw, dict):
         raise MsgqError("request must be a map")
     try:
@@ -164,6 +166,24 @@ def decode_client_message(data: bytes) -> ClientMessage:
         return _decode_request_fields(raw, op, client, cseq, reply_type)
     except MsgqError as error:
         raise MsgqError(str(error), answer_to=(client, reply_type, cseq)) from None
+
+
+#: What msgpack's errors that carry no message of their own mean.
+_SILENT_UNPACK_ERRORS = {
+    msgpack.FormatError: "a byte that starts no MessagePack value",
+    msgpack.StackError: "values nested too deeply",
+}
+
+
+def _unpack_failure(error: Exception) -> str:
+    """Name why unpacking failed; some msgpack errors have an empty message."""
+    name = type(error).__name__
+    if str(error):
+        return f"{error} ({name})"
+    for kind, meaning in _SILENT_UNPACK_ERRORS.items():
+        if isinstance(error, kind):
+            return f"{meaning} ({name})"
+    return name
 
 
 def _decode_request_fields(
