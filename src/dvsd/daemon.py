@@ -108,6 +108,8 @@ class Daemon:
     #: told of every view, transitional signal and session loss, in order.
     membership: Any = None
     limiter: trio.CapacityLimiter = attrs.field(init=False)
+    #: Malformed client messages come at whatever rate a writer sends them.
+    rejections: logsetup.EventLimiter = attrs.field(init=False)
     _seq: Any = attrs.field(factory=lambda: itertools.count(1))
     _nursery: trio.Nursery | None = None
 
@@ -115,6 +117,7 @@ class Daemon:
         self.limiter = trio.CapacityLimiter(self.config.requests.concurrency)
         if self.log is None:
             self.log = structlog.get_logger("dvsd").bind(node=self.config.node_id)
+        self.rejections = logsetup.EventLimiter(self.log, "client_message_rejected")
         if self.open_session is None:
             self.open_session = default_session_opener(self.config, self.incarnation)
 
@@ -177,13 +180,16 @@ class Daemon:
                 try:
                     message = decode_client_message(data)
                 except MsgqError as error:
-                    self.log.warning("client_message_rejected", error=str(error))
+                    self.rejections.warning(error=str(error))
                     if error.answer_to is not None:
                         self._nursery.start_soon(self.refuse_client, queues, error)
                     continue
                 self._nursery.start_soon(self.serve_client, queues, message)
         finally:
             queues.wake()
+            # Nothing counted may go unsaid when dvsd stops.
+            self.rejections.close()
+            queues.stray_warnings.close()
 
     async def refuse_client(self, queues: DaemonQueues, error: MsgqError) -> None:
         """Answer a malformed client message with the reason, so it need not wait."""
@@ -201,8 +207,11 @@ class Daemon:
         await queues.deliver(client, reply_type, cseq, payload)
 
     async def sweep_replies(self, queues: DaemonQueues) -> None:
+        """Every SWEEP_INTERVAL: sweep the reply queue, report counted junk."""
         while True:
             await trio.sleep(SWEEP_INTERVAL)
+            self.rejections.flush()
+            queues.stray_warnings.flush()
             removed = queues.sweep()
             if removed:
                 self.log.info("reply_chunks_swept", removed=removed)

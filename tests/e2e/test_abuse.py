@@ -284,3 +284,24 @@ def test_command_does_not_outlive_a_killed_dvsd(tmp_path, background):
             kill_group(pid)
         pipe.close()
         node.cleanup()
+
+
+def test_a_flood_of_junk_is_logged_a_few_lines_at_a_time(node):
+    requests = queue(node.request_key)
+    junk = 400
+    for _ in range(junk):
+        requests.send(b"junk", type=9)  # a type dvsd does not use
+        requests.send(b"\xc1", type=1)  # a request that is not MessagePack
+    # dvsd reads its queue in order: once this is answered, all junk was seen.
+    done = dvsctl(node, "--timeout", "5", "status")
+    assert done.returncode == 0, done.stderr
+    node.stop()
+    node.log.wait_for(lambda e: e.get("event") == "dvsd_stopped")
+    for event in ("stray_queue_message_dropped", "client_message_rejected"):
+        logged = node.log.count(lambda e, event=event: e.get("event") == event)
+        unlogged = sum(
+            e["count"] for e in node.log.events if e.get("event") == f"{event}_repeated"
+        )
+        # a few lines, yet every message is accounted for
+        assert logged <= 10, (event, logged)
+        assert logged + unlogged == junk, (event, logged, unlogged)

@@ -32,6 +32,8 @@ import structlog
 import sysv_ipc
 import trio
 
+from dvsd.logsetup import EventLimiter
+
 log = structlog.get_logger("dvsd.msgq")
 
 REQUEST_MTYPE = 1
@@ -320,6 +322,9 @@ class DaemonQueues:
         #: its replies at once, so a pid that did not is stopped or hostile.
         self.not_reading: dict[int, float] = {}
         self._turn = trio.Lock()
+        #: Anyone may put junk on the request queue at any rate: its warnings
+        #: are limited (flushed by the daemon's sweep, closed at exit).
+        self.stray_warnings = EventLimiter(log, "stray_queue_message_dropped")
 
     def receive_blocking(self) -> bytes | None:
         """Block until a client request arrives; ``None`` once :meth:`wake` ran.
@@ -338,7 +343,7 @@ class DaemonQueues:
                 return data
             if mtype == WAKE_MTYPE and data == self._token:
                 return None
-            log.warning("stray_queue_message_dropped", mtype=mtype, size=len(data))
+            self.stray_warnings.warning(mtype=mtype, size=len(data))
 
     def wake(self) -> None:
         """Unblock :meth:`receive_blocking` so the daemon can exit."""
