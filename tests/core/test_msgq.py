@@ -21,6 +21,7 @@ from dvsd.transport.msgq import (
     Reassembler,
     decode_client_message,
     encode_client_message,
+    reply_type_for,
     split_reply,
 )
 
@@ -236,3 +237,30 @@ def test_non_finite_timeouts_are_refused():
             decode_client_message(raw)
         # the sender is known, so dvsd can answer it with the error
         assert caught.value.answer_to == (5, 5, 1)
+
+
+def test_reply_types_beyond_a_c_int_are_refused_with_an_answer():
+    # sysv_ipc takes a message type as a C int: 512 << 22 is 2**31
+    raw = msgpack.packb(
+        {"op": "request", "client": 5, "cseq": 1, "rqst_type": 2}
+        | {"reply_type": 5 | 512 << 22}
+    )
+    with pytest.raises(MsgqError, match=r"reply_type .* must be below 2\*\*31"):
+        decode_client_message(raw)
+    try:
+        decode_client_message(raw)
+    except MsgqError as error:
+        # answered under the client's pid, the one reply type that fits
+        assert error.answer_to == (5, 5, 1)
+    highest = ClientMessage(Op.REQUEST, 5, 1, reply_type=5 | 511 << 22, rqst_type=2)
+    assert decode_client_message(encode_client_message(highest)) == highest
+
+
+def test_a_client_cannot_build_a_reply_type_beyond_a_c_int():
+    assert reply_type_for(1234, 0) == 1234
+    assert reply_type_for(1234, 511) == 1234 | 511 << 22
+    with pytest.raises(ValueError, match=r"at most 511 requests in flight"):
+        reply_type_for(1234, 512)
+    message = ClientMessage(Op.REQUEST, 1234, 1, reply_type=1234 | 512 << 22)
+    with pytest.raises(ValueError, match=r"reply_type"):
+        encode_client_message(message)

@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
+import sysv_ipc
 from tests.e2e.harness import REPO, environment
 from tests.e2e.harness import dvsctl_as_typed as dvsctl
 
@@ -87,6 +89,49 @@ def test_a_flooding_non_reader_cannot_starve_reading_clients(node):
     finally:
         flood.kill()
         flood.wait()
+
+
+def test_a_many_line_request_to_601_nodes_is_a_usage_error(node):
+    # PS goes to each node separately, each under its own reply type
+    # pid | k << 22, and k = 512 would not fit the C int of a message type.
+    # --nodes stops at the DVK's node ids before that; tests/host/test_cli.py
+    # checks the reply-type bound behind it.
+    done = dvsctl(node, "--timeout", "2", "--nodes", "0-600", "ps")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert node.log.count(lambda e: e.get("event") == "request_sent") == 0
+
+
+def test_a_reply_type_beyond_a_c_int_is_answered_under_the_pid(node):
+    client = os.getpid()
+    replies = sysv_ipc.MessageQueue(node.reply_key, max_message_size=8192)
+    request = {
+        "op": "request",
+        "client": client,
+        "cseq": 3,
+        "reply_type": client | 600 << 22,
+        "rqst_type": 2,  # GETDVSINFO
+        "destinations": [],
+    }
+    sysv_ipc.MessageQueue(node.request_key).send(
+        msgpack.packb(request, use_bin_type=True), type=1
+    )
+    chunk, _ = _receive_within(replies, client, 10)
+    answer = msgpack.unpackb(chunk[8:], raw=False)
+    assert answer["rcode"] == -1001
+    assert "reply_type" in answer["error"]
+    assert node.log.count(lambda e: e.get("event") == "client_serve_failed") == 0
+
+
+def _receive_within(queue: sysv_ipc.MessageQueue, mtype: int, seconds: float):
+    give_up = time.monotonic() + seconds
+    while True:
+        try:
+            return queue.receive(block=False, type=mtype)
+        except sysv_ipc.BusyError:
+            if time.monotonic() > give_up:
+                raise AssertionError(f"nothing arrived for type {mtype}") from None
+            time.sleep(0.01)
 
 
 @pytest.mark.parametrize("pid", [2**31, 2**63 - 1])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 
+import msgpack
 import pytest
 
 import dvsd.cli.cgroup
 import dvsd.cli.host
 import dvsd.cli.namespace  # noqa: F401 - registers the ns commands
-from dvsd.cli import build_parser
+from dvsd.cli import UsageError, build_parser, fan_out
 from dvsd.handlers import host as host_handlers
 from dvsd.host.command import CommandResult
 from dvsd.hostpolicy import HostPolicy
@@ -20,7 +22,8 @@ from dvsd.registry import (
     converter,
     unstructure_items,
 )
-from dvsd.rqst import ReturnCode
+from dvsd.rqst import RequestType, ReturnCode
+from dvsd.transport.msgq import MAX_MTYPE, PID_MASK
 
 
 def params_for(argv: list[str]):
@@ -137,3 +140,40 @@ async def test_vmstat_renders_vmstat_headers(ctx_factory):
         "BUFF",
         "CACHE",
     ]
+
+
+class RecordingQueues:
+    """Stands in for ClientQueues: answers every request at once, keeps it."""
+
+    client = PID_MASK  # the highest pid Linux hands out
+
+    def __init__(self) -> None:
+        self.sent = []
+        self._lock = threading.Lock()
+
+    def new_cseq(self) -> int:
+        return 1
+
+    def exchange(self, message, wait: float) -> bytes:
+        with self._lock:
+            self.sent.append(message)
+        node = message.destinations[0]
+        return msgpack.packb(
+            {"request": "PS", "replies": [{"node": node, "rcode": 0}], "missing": []}
+        )
+
+
+def test_a_many_line_request_to_511_nodes_fits_the_reply_types():
+    queues = RecordingQueues()
+    result = fan_out(queues, RequestType.PS, {}, list(range(511)), None, 5.0)
+    assert len(result["replies"]) == 511
+    reply_types = sorted(message.reply_type for message in queues.sent)
+    assert len(set(reply_types)) == 511
+    assert reply_types[-1] == MAX_MTYPE  # pid 2**22 - 1 in slot 511
+
+
+def test_a_many_line_request_to_more_nodes_is_refused_before_sending():
+    queues = RecordingQueues()
+    with pytest.raises(UsageError, match="at most 511 .* not 600"):
+        fan_out(queues, RequestType.PS, {}, list(range(600)), None, 5.0)
+    assert queues.sent == []

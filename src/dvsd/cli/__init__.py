@@ -24,13 +24,15 @@ from dvsd import logsetup
 from dvsd.cli.framework import COMMANDS, Command, default_render
 from dvsd.config import MAX_NODE_ID
 from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
-from dvsd.rqst import ReturnCode, return_code_name
+from dvsd.rqst import ReturnCode, request_type_name, return_code_name
 from dvsd.transport.msgq import (
+    MAX_SLOT,
     MAX_TIMEOUT,
     ClientMessage,
     ClientQueues,
     DaemonUnreachable,
     Op,
+    reply_type_for,
 )
 
 CLI_MODULES = ("dvs", "cluster", "dc", "node", "proc", "host", "cgroup", "namespace")
@@ -327,6 +329,13 @@ def fan_out(
             queues, ClientMessage(Op.STATUS, queues.client, queues.new_cseq()), wait
         )
         destinations = sorted(status["view"]["members"])
+    if len(destinations) > MAX_SLOT:
+        # Checked before anything is sent, so no node runs part of the request.
+        raise UsageError(
+            f"{request_type_name(rqst_type)} goes to each node separately, and one"
+            f" dvsctl can wait for at most {MAX_SLOT} of them at once:"
+            f" ask for at most {MAX_SLOT} nodes, not {len(destinations)}"
+        )
 
     def one(index_and_node: tuple[int, int]) -> dict[str, Any]:
         # The threads share one pid, so each request gets its own reply type:
@@ -336,7 +345,7 @@ def fan_out(
             Op.REQUEST,
             queues.client,
             queues.new_cseq(),
-            reply_type=queues.client | (index + 1) << 22,
+            reply_type=reply_type_for(queues.client, index + 1),
             rqst_type=rqst_type,
             destinations=[node],
             params=params,

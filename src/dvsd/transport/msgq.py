@@ -41,7 +41,13 @@ REQUEST_MTYPE = 1
 WAKE_MTYPE = 2
 
 #: Low bits of a reply type that hold the client's pid (Linux pid_max <= 2**22).
-PID_MASK = (1 << 22) - 1
+PID_BITS = 22
+PID_MASK = (1 << PID_BITS) - 1
+#: The largest message type sysv_ipc takes: it passes types as a C int.
+MAX_MTYPE = 2**31 - 1
+#: The most requests one client may have in flight under reply types of their
+#: own, ``pid | k << 22`` for k in 1..MAX_SLOT, every one below 2**31.
+MAX_SLOT = MAX_MTYPE >> PID_BITS
 
 #: Seconds after it was queued that an unread reply counts as abandoned and
 #: is removed: a dvsctl reads its reply at once, and the kernel's queue
@@ -109,8 +115,28 @@ class ClientMessage:
     timeout: float | None = None
 
 
+def reply_type_for(client: int, slot: int) -> int:
+    """The reply type of a client's request in ``slot``: 0 is the pid alone.
+
+    ValueError beyond :data:`MAX_SLOT`, where the type would not fit a C int.
+    """
+    if not 0 <= slot <= MAX_SLOT:
+        raise ValueError(
+            f"one client can have at most {MAX_SLOT} requests in flight under"
+            f" reply types of their own; slot {slot} is beyond that"
+        )
+    return client | slot << PID_BITS
+
+
 def encode_client_message(message: ClientMessage) -> bytes:
-    """The bytes of one client message; ValueError for a value msgpack cannot hold."""
+    """The bytes of one client message.
+
+    ValueError for a value msgpack cannot hold, or a reply type that no
+    queue message can carry.
+    """
+    reply_type = message.reply_type or message.client
+    if not 0 < reply_type <= MAX_MTYPE:
+        raise ValueError(f"reply_type {reply_type} must be in 1..{MAX_MTYPE} (a C int)")
     try:
         return _pack_client_message(message)
     except (OverflowError, TypeError, ValueError) as error:
@@ -160,10 +186,17 @@ def decode_client_message(data: bytes) -> ClientMessage:
     if (
         isinstance(reply_type, bool)
         or not isinstance(reply_type, int)
-        or not 0 < reply_type < 2**62
+        or reply_type <= 0
         or reply_type & PID_MASK != client
     ):
         raise MsgqError(f"reply_type {reply_type!r} does not belong to client {client}")
+    if reply_type > MAX_MTYPE:
+        # No queue message can carry this type; the pid alone can.
+        raise MsgqError(
+            f"reply_type {reply_type} must be below 2**31"
+            f" (pid | k << {PID_BITS} with k at most {MAX_SLOT})",
+            answer_to=(client, client, cseq),
+        )
     try:
         return _decode_request_fields(raw, op, client, cseq, reply_type)
     except MsgqError as error:
