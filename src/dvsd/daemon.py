@@ -21,6 +21,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +60,7 @@ from dvsd.transport.msgq import (
     Op,
     QueuesTaken,
     decode_client_message,
+    pid_alive,
 )
 from dvsd.wire import (
     Kind,
@@ -194,12 +196,31 @@ class Daemon:
     async def refuse_client(self, queues: DaemonQueues, error: MsgqError) -> None:
         """Answer a malformed client message with the reason, so it need not wait."""
         client, reply_type, cseq = error.answer_to
+        await self.answer_unserved(
+            queues,
+            client,
+            reply_type,
+            cseq,
+            ReturnCode.BAD_REQUEST,
+            f"bad request message: {error}",
+        )
+
+    async def answer_unserved(
+        self,
+        queues: DaemonQueues,
+        client: int,
+        reply_type: int,
+        cseq: int,
+        rcode: ReturnCode,
+        error: str,
+    ) -> None:
+        """Answer a client message that was not run with ``rcode`` and why."""
         answer = {
             "request": None,
             "rqst_type": 0,
             "seq": 0,
-            "rcode": int(ReturnCode.BAD_REQUEST),
-            "error": f"bad request message: {error}",
+            "rcode": int(rcode),
+            "error": error,
             "replies": [],
             "missing": [],
         }
@@ -226,16 +247,41 @@ class Daemon:
             )
 
     async def _serve_client(self, queues: DaemonQueues, message: ClientMessage) -> None:
+        timeout = message.timeout or self.config.requests.timeout
+        age = message.age(time.time())
+        stale = stale_reason(message, timeout, age)
+        if stale is not None:
+            self.log.warning(
+                "request_stale_dropped",
+                client=message.client,
+                cseq=message.cseq,
+                rqst=request_type_name(message.rqst_type)
+                if message.op is Op.REQUEST
+                else str(message.op),
+                reason=stale,
+                age=round(age, 3),
+                timeout=timeout,
+            )
+            if stale == "deadline passed":
+                await self.answer_unserved(
+                    queues,
+                    message.client,
+                    message.reply_type,
+                    message.cseq,
+                    ReturnCode.TIMEOUT,
+                    f"the request waited {age:.1f} s for dvsd, past its"
+                    f" {timeout:g} s timeout: it was not run",
+                )
+            return
         if message.op is Op.STATUS:
             answer = self.status()
-            timeout = self.config.requests.timeout
         else:
-            timeout = message.timeout or self.config.requests.timeout
             destinations = message.destinations
             if destinations == []:
                 destinations = [self.node_id]
+            # The nodes get the time the client has left, not the whole timeout.
             answer = await self.submit(
-                message.rqst_type, message.params, destinations, timeout
+                message.rqst_type, message.params, destinations, timeout - age
             )
         payload = msgpack.packb(answer, use_bin_type=True)
         await queues.deliver(message.client, message.reply_type, message.cseq, payload)
@@ -583,6 +629,20 @@ class Daemon:
             "handlers": len(self.registry.handlers),
             "config": self.config.source,
         }
+
+
+def stale_reason(message: ClientMessage, timeout: float, age: float) -> str | None:
+    """Why a client message ``age`` seconds old must not be run, or None.
+
+    A message can wait on the queue while dvsd is stopped, busy or being
+    restarted, and its client may meanwhile have given up and reported a
+    failure: running it then would run it twice if the user tries again.
+    """
+    if not pid_alive(message.client):
+        return "client gone"
+    if age >= timeout:
+        return "deadline passed"
+    return None
 
 
 def default_session_opener(

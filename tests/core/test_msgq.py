@@ -15,6 +15,7 @@ from tests.e2e.harness import free_queue_keys, remove_queue
 
 from dvsd.transport.msgq import (
     ClientMessage,
+    ClientQueues,
     DaemonQueues,
     MsgqError,
     Op,
@@ -55,8 +56,30 @@ def test_client_message_round_trip():
         destinations=[1, 2],
         params={"a": b"\x00"},
         timeout=2.5,
+        sent_at=1_700_000_000.25,
     )
     assert decode_client_message(encode_client_message(message)) == message
+
+
+def test_a_message_without_its_sending_time_is_of_unknown_age():
+    # as an older dvsctl sends it
+    raw = msgpack.packb({"op": "request", "client": 5, "cseq": 1, "rqst_type": 2})
+    message = decode_client_message(raw)
+    assert message.sent_at is None
+    assert message.age(now=time.time()) == 0.0
+    sent = ClientMessage(Op.STATUS, 5, 1, sent_at=1000.0)
+    assert sent.age(now=1012.5) == 12.5
+    assert sent.age(now=990.0) == 0.0  # the clock was set back meanwhile
+
+
+@pytest.mark.parametrize("sent_at", [float("inf"), float("nan"), "now", True])
+def test_a_sending_time_that_is_no_time_is_refused_with_an_answer(sent_at):
+    raw = msgpack.packb(
+        {"op": "request", "client": 5, "cseq": 1, "rqst_type": 2, "sent_at": sent_at}
+    )
+    with pytest.raises(MsgqError, match="sent_at must be") as caught:
+        decode_client_message(raw)
+    assert caught.value.answer_to == (5, 5, 1)
 
 
 @pytest.mark.parametrize(
@@ -209,6 +232,26 @@ async def test_a_full_queue_of_abandoned_replies_does_not_block_others(queues):
         assert await queues.deliver(client, client, 3, b"answer")
     chunk, _ = queues.replies.receive(type=client)
     assert Reassembler(3).feed(chunk) == b"answer"
+
+
+async def test_dvsctl_stamps_each_message_with_the_time_it_is_sent(queues):
+    client = ClientQueues(queues.requests.key, queues.replies.key)
+    before = time.time()
+    async with trio.open_nursery() as nursery:
+        answers = []
+
+        async def ask() -> None:
+            message = ClientMessage(Op.STATUS, client.client, 7)
+            answers.append(await trio.to_thread.run_sync(client.exchange, message, 5))
+
+        nursery.start_soon(ask)
+        with trio.fail_after(5):
+            message = decode_client_message(
+                await trio.to_thread.run_sync(queues.receive_blocking)
+            )
+            assert before <= message.sent_at <= time.time()
+            await queues.deliver(message.client, message.reply_type, 7, b"ok")
+    assert answers == [b"ok"]
 
 
 def test_a_second_daemon_on_the_same_keys_is_refused(queues):

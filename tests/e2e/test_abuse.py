@@ -8,9 +8,12 @@ work, ...) and now guards its fix.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -305,3 +308,105 @@ def test_a_flood_of_junk_is_logged_a_few_lines_at_a_time(node):
         # a few lines, yet every message is accounted for
         assert logged <= 10, (event, logged)
         assert logged + unlogged == junk, (event, logged, unlogged)
+
+
+@pytest.fixture
+def touch_node(tmp_path):
+    """A single-node dvsd that lets COMMAND run `touch`: a visible side effect."""
+    node = Node(
+        tmp_path,
+        0,
+        {"transport": "single-node"},
+        extra='[host]\ncommand = "allow"\ncommand_allow = ["touch"]\n',
+    )
+    node.start()
+    node.wait_view(1)
+    yield node
+    node.cleanup()
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` has stopped (SIGSTOP took effect)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        for task in tasks.iterdir()
+    ]
+    return all(state == "T" for state in states)
+
+
+def _within(seconds: float, condition) -> bool:
+    """Whether ``condition()`` becomes true within ``seconds`` (checked often)."""
+    give_up = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_request_its_client_was_told_failed_is_not_run_after_a_restart(
+    touch_node, tmp_path
+):
+    node, marker = touch_node, tmp_path / "marker"
+    node.process.send_signal(signal.SIGSTOP)
+    # Stopped threads leave msgrcv, so the request stays on the queue.
+    assert _within(10, lambda: _stopped(node.process.pid))
+    client = subprocess.Popen(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path)]
+        + ["--timeout", "30", "command", "--", "touch", str(marker)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+    )
+    try:
+        assert _within(20, lambda: queue_row(node.request_key)["qnum"] == 1)
+        node.kill()
+        _, stderr = client.communicate(timeout=20)
+    finally:
+        client.kill()
+        client.wait()
+    assert client.returncode == 3, stderr
+    assert "exited while the request was in flight" in stderr
+
+    node.start()  # the same queues, the stale request still on them
+    node.wait_view(1)
+    outcome = node.log.wait_for(
+        lambda e: e.get("event") in ("request_stale_dropped", "request_done")
+    )
+    assert not marker.exists(), "the command ran though its client saw it fail"
+    assert outcome["event"] == "request_stale_dropped"
+    assert (outcome["client"], outcome["reason"]) == (client.pid, "client gone")
+
+
+def test_a_request_older_than_its_timeout_is_answered_not_run(touch_node, tmp_path):
+    node, marker = touch_node, tmp_path / "marker"
+    replies = queue(node.reply_key)
+    answer: list[bytes] = []
+
+    def receive() -> None:
+        data, _ = replies.receive(type=os.getpid())
+        answer.append(data)
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    request = raw_request(
+        cseq=11,
+        rqst_type=COMMAND,
+        params={"argv": ["touch", str(marker)]},
+        timeout=5.0,
+        sent_at=time.time() - 60,  # e.g. it sat on the queue of a stopped dvsd
+    )
+    queue(node.request_key).send(request, type=1)
+    reader.join(10)
+    if not answer:
+        replies.send(b"\0" * 8, type=os.getpid())  # unblock the reader thread
+    assert answer, "dvsd sent no reply"
+    reply = msgpack.unpackb(answer[0][8:], raw=False)
+    assert reply["rcode"] == -1004  # TIMEOUT
+    assert "not run" in reply["error"]
+    assert not marker.exists()
+    dropped = node.log.wait_for(lambda e: e.get("event") == "request_stale_dropped")
+    assert (dropped["cseq"], dropped["reason"]) == (11, "deadline passed")

@@ -103,6 +103,8 @@ class ClientMessage:
     request timeout.  ``reply_type`` is the message type the reply is queued
     under: the client's pid, or ``pid | k << 22`` for the k-th of several
     requests one client has in flight at once (pids stay below 2**22).
+    ``sent_at`` is the wall-clock time (``time.time()``) the client sent the
+    message, ``None`` when it did not say (dvsctl before this field).
     """
 
     op: Op
@@ -113,6 +115,17 @@ class ClientMessage:
     destinations: list[int] | None = None
     params: Any = attrs.field(factory=dict)
     timeout: float | None = None
+    sent_at: float | None = None
+
+    def age(self, now: float) -> float:
+        """Seconds since the client sent this, at wall-clock time ``now``.
+
+        0 when the client did not say, or when ``now`` is earlier than
+        ``sent_at`` (the clock was set back): never a reason to drop it.
+        """
+        if self.sent_at is None:
+            return 0.0
+        return max(0.0, now - self.sent_at)
 
 
 def reply_type_for(client: int, slot: int) -> int:
@@ -154,6 +167,7 @@ def _pack_client_message(message: ClientMessage) -> bytes:
             "destinations": message.destinations,
             "params": message.params,
             "timeout": message.timeout,
+            "sent_at": message.sent_at,
         },
         use_bin_type=True,
     )
@@ -249,6 +263,15 @@ def _decode_request_fields(
             f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:.0f}],"
             f" got {timeout!r}"
         )
+    sent_at = raw.get("sent_at")
+    if sent_at is not None and (
+        isinstance(sent_at, bool)
+        or not isinstance(sent_at, int | float)
+        or not math.isfinite(sent_at)
+    ):
+        raise MsgqError(
+            f"sent_at must be null or seconds since the epoch, got {sent_at!r}"
+        )
     return ClientMessage(
         op=op,
         client=client,
@@ -258,6 +281,7 @@ def _decode_request_fields(
         destinations=destinations,
         params=raw.get("params") or {},
         timeout=timeout,
+        sent_at=sent_at,
     )
 
 
@@ -592,7 +616,12 @@ class ClientQueues:
         return random.getrandbits(32)
 
     def exchange(self, message: ClientMessage, wait: float) -> bytes:
-        """Send one message and return its whole reply, waiting at most ``wait`` s."""
+        """Send one message and return its whole reply, waiting at most ``wait`` s.
+
+        The message goes out stamped with the time it is sent, so a dvsd
+        that reads it too late drops it instead of running it.
+        """
+        message = attrs.evolve(message, sent_at=time.time())
         data = encode_client_message(message)
         if len(data) > self.limit:
             raise ValueError(
