@@ -9,11 +9,14 @@ import msgpack
 import pytest
 import sysv_ipc
 import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.e2e.harness import free_queue_keys, remove_queue
 
 from dvsd.transport.msgq import (
+    READ_GRACE,
+    REPLY_LIFETIME,
     ClientMessage,
     ClientQueues,
     DaemonQueues,
@@ -219,14 +222,20 @@ async def test_abandoned_replies_are_swept(queues, monkeypatch):
     assert queues.replies.current_messages == 0
 
 
+def fill(queue: sysv_ipc.MessageQueue, mtype: int) -> None:
+    """Send ``mtype`` messages until not one more byte fits."""
+    size = 4000
+    while size:
+        try:
+            queue.send(b"z" * size, block=False, type=mtype)
+        except sysv_ipc.BusyError:
+            size //= 2
+
+
 async def test_a_full_queue_of_abandoned_replies_does_not_block_others(queues):
     squatter = 1 | 5 << 22  # pid 1 is alive and never reads
-    while True:
-        try:
-            queues.replies.send(b"z" * 4000, block=False, type=squatter)
-        except sysv_ipc.BusyError:
-            break
-    queues.pending[squatter] = time.monotonic() - 1  # already abandoned
+    fill(queues.replies, squatter)
+    queues.pending[squatter] = time.monotonic() - REPLY_LIFETIME - 1  # abandoned
     client = os.getpid()
     with trio.fail_after(5):
         assert await queues.deliver(client, client, 3, b"answer")
@@ -252,6 +261,52 @@ async def test_dvsctl_stamps_each_message_with_the_time_it_is_sent(queues):
             assert before <= message.sent_at <= time.time()
             await queues.deliver(message.client, message.reply_type, 7, b"ok")
     assert answers == [b"ok"]
+
+
+async def test_a_client_that_does_not_read_holds_the_queue_only_briefly(queues):
+    squatter = 1 | 6 << 22  # pid 1 is alive and never reads
+    outcome = {}
+
+    async def squat() -> None:
+        big = os.urandom(100_000)  # far more than the queue holds
+        outcome["squatter"] = await queues.deliver(1, squatter, 1, big)
+
+    client = os.getpid()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(squat)
+        # The squatter fills the queue and waits for room, holding the turn.
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(REPLY_LIFETIME - 1):  # before the sweep would
+            assert await queues.deliver(client, client, 3, b"answer")
+    assert outcome == {"squatter": False}
+    assert 1 in queues.not_reading
+    chunk, _ = queues.replies.receive(block=False, type=client)
+    assert Reassembler(3).feed(chunk) == b"answer"
+    assert queues.replies.current_messages == 0  # the squatter's chunks are gone
+
+
+async def test_a_reader_that_keeps_reading_is_not_taken_for_a_non_reader(queues):
+    payload = os.urandom(60_000)  # more than the queue holds
+    client = os.getpid()
+    received: list[bytes] = []
+
+    def read_slowly() -> None:
+        assembler = Reassembler(8)
+        while True:
+            # slower than dvsd sends, so the queue fills, but never stopping
+            time.sleep(READ_GRACE / 3)
+            chunk, _ = queues.replies.receive(type=client)
+            whole = assembler.feed(chunk)
+            if whole is not None:
+                received.append(whole)
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, read_slowly)
+        with trio.fail_after(20):
+            assert await queues.deliver(client, client, 8, payload)
+    assert received == [payload]
+    assert client not in queues.not_reading
 
 
 def test_a_second_daemon_on_the_same_keys_is_refused(queues):

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import sysv_ipc
-from tests.e2e.harness import REPO, environment
+from tests.e2e.harness import REPO, environment, kill_group
 from tests.e2e.harness import dvsctl_as_typed as dvsctl
 
 
@@ -89,6 +89,55 @@ def test_a_flooding_non_reader_cannot_starve_reading_clients(node):
     finally:
         flood.kill()
         flood.wait()
+
+
+def _non_readers(key: int, clients: int, seconds: float) -> subprocess.Popen:
+    """``clients`` processes asking for 100 kB replies, 27 a second in all.
+
+    None reads a reply: each one's unread chunks fill the 16 KiB reply
+    queue until dvsd sees that nobody takes them.
+    """
+    code = (
+        "import os, sys, time, msgpack, sysv_ipc\n"
+        "q = sysv_ipc.MessageQueue(int(sys.argv[1]), max_message_size=8192)\n"
+        "clients, seconds = int(sys.argv[2]), float(sys.argv[3])\n"
+        "parent = os.getpid()\n"
+        "for index in range(clients - 1):\n"
+        "    if os.fork() == 0:\n"
+        "        break\n"
+        "pid, k, end = os.getpid(), 0, time.monotonic() + seconds\n"
+        "if pid == parent:\n"
+        "    print('flooding', flush=True)\n"
+        "while time.monotonic() < end:\n"
+        "    k = k % 511 + 1\n"
+        "    q.send(msgpack.packb({'op': 'request', 'client': pid, 'cseq': k,\n"
+        "        'reply_type': pid | k << 22, 'rqst_type': 1000, 'destinations': [],\n"
+        "        'params': {'size': 100000}, 'timeout': 5.0}), type=1)\n"
+        "    time.sleep(clients / 27)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(key), str(clients), str(seconds)],
+        stdout=subprocess.PIPE,
+        env=environment(),
+        start_new_session=True,  # the forked clients end with their group
+    )
+
+
+def test_clients_that_never_read_cannot_hold_the_reply_queue(node):
+    # Each new non-reader used to hold the queue for REPLY_LIFETIME (3 s)
+    # before its chunks were swept: eight of them kept dvsctl waiting 12 s.
+    flood = _non_readers(node.request_key, clients=8, seconds=30.0)
+    try:
+        assert flood.stdout.readline() == b"flooding\n"
+        answers = [
+            dvsctl(node, "--timeout", "5", "status", timeout=30) for _ in range(5)
+        ]
+        assert flood.poll() is None, "the flood ended before the last status"
+    finally:
+        kill_group(flood.pid)
+        flood.wait()
+    assert [(done.returncode, done.stderr) for done in answers] == [(0, "")] * 5
+    assert all(done.stdout.startswith("node ") for done in answers)
 
 
 def test_a_many_line_request_to_601_nodes_is_a_usage_error(node):

@@ -53,6 +53,11 @@ MAX_SLOT = MAX_MTYPE >> PID_BITS
 #: is removed: a dvsctl reads its reply at once, and the kernel's queue
 #: (16 KiB by default) is shared by every client.
 REPLY_LIFETIME = 3.0
+#: Seconds a full reply queue may go without any chunk being taken before
+#: the replies that sat on it that long count as abandoned: a reading
+#: dvsctl takes each chunk within milliseconds, and waiting REPLY_LIFETIME
+#: for every client that does not read would hold all the others up.
+READ_GRACE = 0.5
 #: Seconds dvsd waits for room on a full reply queue before dropping a reply;
 #: longer than REPLY_LIFETIME, so abandoned replies are swept away meanwhile.
 DELIVERY_PATIENCE = 5.0
@@ -348,7 +353,8 @@ class DaemonQueues:
     on them, so nothing a client sends may stop dvsd or hold the reply queue
     for long: stray message types are dropped, only dvsd's own wake message
     (carrying a token only it knows) stops the reader, and replies nobody
-    reads are removed after :data:`REPLY_LIFETIME` seconds.
+    reads are removed after :data:`REPLY_LIFETIME` seconds, or after
+    :data:`READ_GRACE` seconds when they fill the queue and nobody reads.
     """
 
     def __init__(self, request_key: int, reply_key: int, mode: int = 0o660) -> None:
@@ -367,8 +373,8 @@ class DaemonQueues:
         self.limit = message_limit()
         self._token = os.urandom(16)
         self._closing = threading.Event()
-        #: Reply types with chunks we may have left on the queue, and the
-        #: time (``time.monotonic``) after which they count as abandoned.
+        #: Reply types with chunks we may have left on the queue, and when
+        #: (``time.monotonic``) the latest of them was queued.
         self.pending: dict[int, float] = {}
         #: Reply types swept as abandoned while their delivery was under way:
         #: the rest of that reply is not sent.
@@ -443,7 +449,7 @@ class DaemonQueues:
                     return False
                 if not await self._send_chunk(client, reply_type, cseq, chunk):
                     return False
-            self.pending[reply_type] = time.monotonic() + REPLY_LIFETIME
+            self.pending[reply_type] = time.monotonic()
         return True
 
     async def _send_chunk(
@@ -452,6 +458,12 @@ class DaemonQueues:
         """Put one chunk on the queue, waiting for room; False if dropped."""
         waiting_since = time.monotonic()
         pause = 0.001
+        # While we wait, the queue's message count falls only when a client
+        # takes a chunk or a purge makes room (the turn keeps the other
+        # deliveries off): the lowest count seen, and since when, tells how
+        # long nobody has read.
+        fewest: int | None = None
+        fewest_since = waiting_since
         while True:
             try:
                 self.replies.send(chunk, block=False, type=reply_type)
@@ -460,6 +472,17 @@ class DaemonQueues:
                 return False
             except sysv_ipc.BusyError:
                 self.sweep()
+                now = time.monotonic()
+                try:
+                    count = self.replies.current_messages
+                except sysv_ipc.ExistentialError:
+                    log.error("reply_queue_removed", client=client)
+                    return False
+                if fewest is None or count < fewest:
+                    fewest, fewest_since = count, now
+                elif now - fewest_since >= READ_GRACE:
+                    self.drop_unread(queued_before=now - READ_GRACE)
+                    fewest = None
                 gone = (
                     not pid_alive(client)
                     or reply_type in self.abandoned
@@ -502,21 +525,54 @@ class DaemonQueues:
         """Purge replies whose client exited or left them unread too long."""
         now = time.monotonic()
         removed = 0
-        for reply_type, expiry in list(self.pending.items()):
-            if now <= expiry and pid_alive(reply_type & PID_MASK):
+        for reply_type, queued in list(self.pending.items()):
+            if now - queued <= REPLY_LIFETIME and pid_alive(reply_type & PID_MASK):
                 continue
-            left = self.purge(reply_type)
-            removed += left
-            # Nothing left means the client read every chunk sent so far: it is
-            # waiting for the rest, not abandoning the reply.
-            if left:
-                self.not_reading[reply_type & PID_MASK] = now + SHUN_TIME
-                if reply_type in self._delivering:
-                    self.abandoned.add(reply_type)
+            removed += self._abandon(
+                reply_type, now, f"replies left unread for {REPLY_LIFETIME:g} s"
+            )
         for pid, until in list(self.not_reading.items()):
             if now > until or not pid_alive(pid):
                 del self.not_reading[pid]
         return removed
+
+    def drop_unread(self, queued_before: float) -> int:
+        """Purge the replies queued before ``queued_before`` (monotonic).
+
+        For a full queue from which nobody has taken a chunk since then:
+        those replies are not being read, and their clients are shunned as
+        :meth:`sweep` shuns them.  Returns how many chunks were removed.
+        """
+        now = time.monotonic()
+        removed = 0
+        for reply_type, queued in list(self.pending.items()):
+            if queued < queued_before:
+                removed += self._abandon(
+                    reply_type,
+                    now,
+                    f"replies left unread on a full queue for {READ_GRACE:g} s",
+                )
+        return removed
+
+    def _abandon(self, reply_type: int, now: float, reason: str) -> int:
+        """Purge ``reply_type``; if chunks were left, its client is not reading."""
+        left = self.purge(reply_type)
+        # Nothing left means the client read every chunk sent so far: it is
+        # waiting for the rest, not abandoning the reply.
+        if left:
+            client = reply_type & PID_MASK
+            if not self._shunned(client) and pid_alive(client):
+                log.warning(
+                    "client_not_reading",
+                    client=client,
+                    reason=reason,
+                    removed=left,
+                    shunned_for=SHUN_TIME,
+                )
+            self.not_reading[client] = now + SHUN_TIME
+            if reply_type in self._delivering:
+                self.abandoned.add(reply_type)
+        return left
 
 
 def lock_path(request_key: int) -> str:
