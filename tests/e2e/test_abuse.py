@@ -410,3 +410,29 @@ def test_a_request_older_than_its_timeout_is_answered_not_run(touch_node, tmp_pa
     assert not marker.exists()
     dropped = node.log.wait_for(lambda e: e.get("event") == "request_stale_dropped")
     assert (dropped["cseq"], dropped["reason"]) == (11, "deadline passed")
+
+
+def test_a_status_answered_too_late_is_a_sentence_not_a_traceback(node):
+    node.process.send_signal(signal.SIGSTOP)
+    assert _within(10, lambda: _stopped(node.process.pid))
+    client = subprocess.Popen(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path)]
+        + ["--timeout", "1", "status"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+    )
+    try:
+        assert _within(20, lambda: queue_row(node.request_key)["qnum"] == 1)
+        # Let the request outlive its 1 s timeout; dvsctl waits 3 s more.
+        stale_at = time.monotonic() + 1.2
+        while time.monotonic() < stale_at:
+            time.sleep(stale_at - time.monotonic())
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+    _, stderr = client.communicate(timeout=20)
+    assert "Traceback" not in stderr
+    assert client.returncode == 3, stderr
+    assert "not run" in stderr

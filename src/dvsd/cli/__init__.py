@@ -223,9 +223,7 @@ def run(args: argparse.Namespace) -> int:
     queues = ClientQueues(settings.msgq.request_key, settings.msgq.reply_key)
 
     if args.group == "status":
-        status = exchange(
-            queues, ClientMessage(Op.STATUS, queues.client, queues.new_cseq()), wait
-        )
+        status = ask_status(queues, timeout, wait)
         print(json.dumps(status, indent=2) if as_json else render_status(status))
         return EXIT_OK
 
@@ -315,6 +313,24 @@ def exchange(
     return msgpack.unpackb(payload, raw=False, strict_map_key=False)
 
 
+def ask_status(
+    queues: ClientQueues, timeout: float | None, wait: float
+) -> dict[str, Any]:
+    """This node's dvsd status; DaemonUnreachable when dvsd refused to give it."""
+    message = ClientMessage(
+        Op.STATUS, queues.client, queues.new_cseq(), timeout=timeout
+    )
+    status = exchange(queues, message, wait)
+    if "view" not in status:
+        # dvsd answers a status it did not serve (it came too late) with an
+        # error in the shape of a request's answer.
+        raise DaemonUnreachable(
+            "dvsd did not give its status: "
+            + describe_error(status.get("rcode", 0), status.get("error"))
+        )
+    return status
+
+
 def fan_out(
     queues: ClientQueues,
     rqst_type: int,
@@ -325,9 +341,7 @@ def fan_out(
 ) -> dict[str, Any]:
     """Send a many-line request to each node separately, at once, and gather."""
     if destinations is None:
-        status = exchange(
-            queues, ClientMessage(Op.STATUS, queues.client, queues.new_cseq()), wait
-        )
+        status = ask_status(queues, timeout, wait)
         destinations = sorted(status["view"]["members"])
     if len(destinations) > MAX_SLOT:
         # Checked before anything is sent, so no node runs part of the request.
