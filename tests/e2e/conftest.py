@@ -1,20 +1,29 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from tests.e2e.harness import Node
+
+
+def start_policy_node(tmp_path, allowed: list[str]) -> Node:
+    """A single-node dvsd whose [host] policy lets COMMAND run ``allowed``."""
+    node = Node(
+        tmp_path,
+        0,
+        {"transport": "single-node"},
+        # a JSON array of strings is a TOML array too
+        extra=f'[host]\ncommand = "allow"\ncommand_allow = {json.dumps(allowed)}\n',
+    )
+    node.start()
+    node.wait_view(1)
+    return node
 
 
 @pytest.fixture
 def node(tmp_path):
     """One single-node dvsd whose [host] policy allows `head` and `sleep`."""
-    node = Node(
-        tmp_path,
-        0,
-        {"transport": "single-node"},
-        extra='[host]\ncommand = "allow"\ncommand_allow = ["head", "sleep"]\n',
-    )
-    node.start()
-    node.wait_view(1)
+    node = start_policy_node(tmp_path, ["head", "sleep"])
     yield node
     node.cleanup()
 

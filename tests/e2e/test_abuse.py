@@ -18,6 +18,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import sysv_ipc
+from tests.e2e.conftest import start_policy_node
 from tests.e2e.harness import (
     REPO,
     Node,
@@ -54,6 +55,29 @@ def raw_request(**fields) -> bytes:
     }
     message.update(fields)
     return msgpack.packb(message, use_bin_type=True)
+
+
+def answer_to(node, request: bytes) -> dict:
+    """Put raw ``request`` on the queue as this process; dvsd's decoded answer.
+
+    The answer is read in a thread, as dvsctl blocks in msgrcv; if none
+    comes within 10 s the thread is unblocked for the tests that follow.
+    """
+    replies = queue(node.reply_key)
+    answer: list[bytes] = []
+
+    def receive() -> None:
+        data, _ = replies.receive(type=os.getpid())
+        answer.append(data)
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    queue(node.request_key).send(request, type=1)
+    reader.join(10)
+    if not answer:
+        replies.send(b"\0" * 8, type=os.getpid())
+    assert answer, "dvsd sent no reply"
+    return msgpack.unpackb(answer[0][8:], raw=False)
 
 
 def queue_limit() -> int:
@@ -154,22 +178,7 @@ def test_a_client_that_does_not_read_cannot_block_the_others(node):
 
 @pytest.mark.parametrize("timeout", [float("inf"), float("nan")])
 def test_non_finite_timeout_on_the_queue_gets_an_answer(node, timeout):
-    replies = queue(node.reply_key)
-    answer: list[bytes] = []
-
-    def receive() -> None:
-        data, _ = replies.receive(type=os.getpid())
-        answer.append(data)
-
-    reader = threading.Thread(target=receive, daemon=True)
-    reader.start()
-    queue(node.request_key).send(raw_request(cseq=7, timeout=timeout), type=1)
-    reader.join(10)
-    if not answer:
-        # Unblock the reader thread for the next test.
-        replies.send(b"\0" * 8, type=os.getpid())
-    assert answer, "dvsd sent no reply"
-    reply = msgpack.unpackb(answer[0][8:], raw=False)
+    reply = answer_to(node, raw_request(cseq=7, timeout=timeout))
     assert reply["rcode"] == -1001
 
 
@@ -313,14 +322,7 @@ def test_a_flood_of_junk_is_logged_a_few_lines_at_a_time(node):
 @pytest.fixture
 def touch_node(tmp_path):
     """A single-node dvsd that lets COMMAND run `touch`: a visible side effect."""
-    node = Node(
-        tmp_path,
-        0,
-        {"transport": "single-node"},
-        extra='[host]\ncommand = "allow"\ncommand_allow = ["touch"]\n',
-    )
-    node.start()
-    node.wait_view(1)
+    node = start_policy_node(tmp_path, ["touch"])
     yield node
     node.cleanup()
 
@@ -383,15 +385,6 @@ def test_a_request_its_client_was_told_failed_is_not_run_after_a_restart(
 
 def test_a_request_older_than_its_timeout_is_answered_not_run(touch_node, tmp_path):
     node, marker = touch_node, tmp_path / "marker"
-    replies = queue(node.reply_key)
-    answer: list[bytes] = []
-
-    def receive() -> None:
-        data, _ = replies.receive(type=os.getpid())
-        answer.append(data)
-
-    reader = threading.Thread(target=receive, daemon=True)
-    reader.start()
     request = raw_request(
         cseq=11,
         rqst_type=COMMAND,
@@ -399,12 +392,7 @@ def test_a_request_older_than_its_timeout_is_answered_not_run(touch_node, tmp_pa
         timeout=5.0,
         sent_at=time.time() - 60,  # e.g. it sat on the queue of a stopped dvsd
     )
-    queue(node.request_key).send(request, type=1)
-    reader.join(10)
-    if not answer:
-        replies.send(b"\0" * 8, type=os.getpid())  # unblock the reader thread
-    assert answer, "dvsd sent no reply"
-    reply = msgpack.unpackb(answer[0][8:], raw=False)
+    reply = answer_to(node, request)
     assert reply["rcode"] == -1004  # TIMEOUT
     assert "not run" in reply["error"]
     assert not marker.exists()
