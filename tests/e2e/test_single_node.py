@@ -146,3 +146,11 @@ def test_dvsd_killed_mid_request_makes_dvsctl_exit_3_promptly(single_node):
     assert client.returncode == 3
     assert "exited while the request was in flight" in stderr
     assert time.monotonic() - killed_at < 5
+
+
+def test_init_replies_name_what_their_code_is(single_node):
+    done = single_node.dvsctl("dvs", "init")
+    assert (done.returncode, done.stdout) == (0, "node 0: ok (local node 0)\n")
+    # DCINIT answers the dcid, whatever the local node is
+    done = single_node.dvsctl("dc", "init", "5", "five")
+    assert (done.returncode, done.stdout) == (0, "node 0: ok (dcid 5)\n")

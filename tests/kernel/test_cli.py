@@ -182,5 +182,6 @@ def test_init_replies_say_which_local_node_answered():
     ]
     # without a meaning, a positive code is shown as a code
     assert "node 1: ok (rcode 1)" in render_result(result, nothing, fold=False)
+    # DCINIT answers the dcid (the DVSD specification), not the kernel's value
     entry = next(c for c in COMMANDS if c.words == "dc init")
-    assert entry.rcode_means == "local node"
+    assert entry.rcode_means == "dcid"

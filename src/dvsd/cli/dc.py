@@ -48,8 +48,8 @@ _DC_OPTIONS = [
     "dc",
     "init",
     rqst=RequestType.DCINIT,
-    help="start a DC",
-    rcode_means="local node",
+    help="start a DC (rcode = dcid)",
+    rcode_means="dcid",
     args=[
         DCID,
         Arg(
