@@ -76,12 +76,12 @@ def parse_nodes(text: str) -> list[int]:
                 first = last = int(part)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"--nodes takes ids and ranges like 0-2,5; {part!r} is neither"
+                f"ids and ranges like 0-2,5 expected; {part!r} is neither"
             ) from None
         # checked before the range is expanded: 0-10**12 must not fill memory
         if first < 0 or last > MAX_NODE_ID:
             raise argparse.ArgumentTypeError(
-                f"--nodes: node ids must be in 0..{MAX_NODE_ID}, got {part!r}"
+                f"node ids must be in 0..{MAX_NODE_ID}, got {part!r}"
             )
         nodes.update(range(first, last + 1))
     return sorted(nodes)
@@ -93,11 +93,11 @@ def node_id(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--node takes a node id, got {text!r}"
+            f"a node id expected, got {text!r}"
         ) from None
     if not 0 <= value <= MAX_NODE_ID:
         raise argparse.ArgumentTypeError(
-            f"--node must be in 0..{MAX_NODE_ID}, got {value}"
+            f"node id must be in 0..{MAX_NODE_ID}, got {value}"
         )
     return value
 

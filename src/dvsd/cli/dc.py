@@ -28,7 +28,7 @@ def cpu_list(text: str) -> list[int]:
             first = last = -1
         if not 0 <= first <= last:
             raise argparse.ArgumentTypeError(
-                f"--cpus takes CPU numbers and ranges like 0-3,6; {part!r} is neither"
+                f"CPU numbers and ranges like 0-3,6 expected; {part!r} is neither"
             )
         cpus.extend(range(first, last + 1))
     return cpus
