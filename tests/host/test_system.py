@@ -10,7 +10,7 @@ import pytest
 from dvsd.handlers import host as host_handlers
 from dvsd.handlers import namespace as namespace_handlers
 from dvsd.host import containers, disks, namespaces, net, stats
-from dvsd.host.errors import InvalidValue, NoSuchProcess
+from dvsd.host.errors import InvalidValue, NoSuchProcess, PermissionDenied
 from dvsd.hostpolicy import HostPolicy, HostPolicyError
 from dvsd.registry import MAX_REPLY_BYTES, REGISTRY
 from dvsd.rqst import RequestType
@@ -171,6 +171,26 @@ def test_namespaces_in_a_fixture_tree(fake_proc):
     assert shared.pids == [1, 20, 21]
     with pytest.raises(NoSuchProcess):
         namespaces.describe_namespaces("net", 99, proc_root=root)
+
+
+def test_an_unreadable_namespace_is_a_permission_error(fake_proc, monkeypatch):
+    fake_proc.add(1, ppid=0, comm="init", namespaces={"net": 100})
+    fake_proc.add(30, comm="a", namespaces={"net": 100})
+    root = str(fake_proc.root)
+    real_readlink = os.readlink
+
+    # as /proc/1/ns/* is to a root dvsd in some sandboxes (ptrace access check)
+    def readlink(path, *args, **kwargs):
+        if path.startswith(f"{root}/1/ns/"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_readlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "readlink", readlink)
+    with pytest.raises(PermissionDenied, match="pid 1's net namespace cannot be read"):
+        namespaces.describe_namespaces("net", 1, proc_root=root)
+    # a scan skips the unreadable process instead of failing
+    (info,) = namespaces.describe_namespaces("net", proc_root=root)
+    assert info.pids == [30]
 
 
 async def test_ns_handlers_cover_each_kind(ctx_factory):

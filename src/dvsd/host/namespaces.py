@@ -13,7 +13,7 @@ import re
 
 import attrs
 
-from dvsd.host.errors import InvalidValue, NoSuchProcess
+from dvsd.host.errors import InvalidValue, NoSuchProcess, PermissionDenied
 from dvsd.host.procs import list_pids, read_stat
 
 #: The kinds of ``/proc/<pid>/ns``; RQST_NSNS is ``mnt``.
@@ -47,10 +47,19 @@ def check_kind(kind: str) -> str:
 
 
 def namespace_id(pid: int, kind: str, proc_root: str = "/proc") -> int | None:
-    """The inode of ``pid``'s namespace of ``kind``; ``None`` if gone or not offered."""
+    """The inode of ``pid``'s namespace of ``kind``; ``None`` if gone, not
+    offered or not readable by dvsd (a scan skips such processes)."""
+    try:
+        return _namespace_inode(pid, kind, proc_root)
+    except PermissionError:
+        return None
+
+
+def _namespace_inode(pid: int, kind: str, proc_root: str) -> int | None:
+    """As :func:`namespace_id`, but a link dvsd may not read raises PermissionError."""
     try:
         target = os.readlink(f"{proc_root}/{pid}/ns/{kind}")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except (FileNotFoundError, ProcessLookupError):
         return None
     match = _LINK.match(target)
     return int(match.group(2)) if match else None
@@ -109,7 +118,12 @@ def describe_namespaces(
         ]
     if not os.path.isdir(f"{proc_root}/{pid}"):
         raise NoSuchProcess(f"no process with pid {pid}")
-    inode = namespace_id(pid, kind, proc_root)
+    try:
+        inode = _namespace_inode(pid, kind, proc_root)
+    except PermissionError:
+        raise PermissionDenied(
+            f"pid {pid}'s {kind} namespace cannot be read by dvsd (permission denied)"
+        ) from None
     if inode is None:
         raise NoSuchProcess(f"pid {pid} shows no {kind} namespace (gone or hidden)")
     return [_info(kind, inode, members.get(inode, [pid]), proc_root)]
