@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 
+import pytest
 from tests.e2e.harness import environment
 
 
@@ -93,6 +95,39 @@ def test_dvsctl_without_daemon_exits_3(tmp_path):
     )
     assert done.returncode == 3
     assert "is dvsd running?" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("config_text", "code", "words"),
+    [
+        (
+            "[msgq]\nrequest_key = 12345673\nreply_key = 12345674\n",
+            3,
+            "is dvsd running?",
+        ),
+        ("node_id = 99\n", 2, "node_id must be in 0..31"),
+    ],
+)
+def test_json_output_is_json_even_when_nothing_was_asked(
+    tmp_path, config_text, code, words
+):
+    import subprocess
+    import sys
+
+    config = tmp_path / "given.toml"
+    config.write_text(config_text)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(config), "--json"]
+        + ["dvs", "info"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=30,
+    )
+    assert done.returncode == code, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["exit_code"] == code
+    assert words in answer["error"] and words in done.stderr
 
 
 def test_bad_config_names_the_key(tmp_path):

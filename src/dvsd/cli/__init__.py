@@ -204,11 +204,21 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except UsageError as error:
-        print(f"dvsctl: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _nothing_asked(args, error, EXIT_USAGE)
     except DaemonUnreachable as error:
-        print(f"dvsctl: {error}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return _nothing_asked(args, error, EXIT_UNREACHABLE)
+
+
+def _nothing_asked(args: argparse.Namespace, error: Exception, code: int) -> int:
+    """Say why no node was asked; with --json, also as JSON on stdout.
+
+    A program reading ``--json`` output gets a JSON document whatever
+    happened: ``{"error": <sentence>, "exit_code": <code>}`` here.
+    """
+    print(f"dvsctl: {error}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": str(error), "exit_code": code}))
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
