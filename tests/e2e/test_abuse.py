@@ -319,6 +319,29 @@ def test_a_flood_of_junk_is_logged_a_few_lines_at_a_time(node):
         assert logged + unlogged == junk, (event, logged, unlogged)
 
 
+def queued_at_a_stopped_dvsd(node, *args: str) -> subprocess.Popen:
+    """SIGSTOP dvsd, start ``dvsctl args``; return once its request is queued.
+
+    A stopped dvsd's reading thread has left msgrcv, so the request stays on
+    the queue.  dvsd is left stopped; the client is killed if it never queues.
+    """
+    node.process.send_signal(signal.SIGSTOP)
+    assert _within(10, lambda: _stopped(node.process.pid))
+    client = subprocess.Popen(
+        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+    )
+    if not _within(20, lambda: queue_row(node.request_key)["qnum"] == 1):
+        client.kill()
+        client.wait()
+        raise AssertionError("dvsctl's request never reached the queue")
+    return client
+
+
 @pytest.fixture
 def touch_node(tmp_path):
     """A single-node dvsd that lets COMMAND run `touch`: a visible side effect."""
@@ -351,20 +374,10 @@ def test_a_request_its_client_was_told_failed_is_not_run_after_a_restart(
     touch_node, tmp_path
 ):
     node, marker = touch_node, tmp_path / "marker"
-    node.process.send_signal(signal.SIGSTOP)
-    # Stopped threads leave msgrcv, so the request stays on the queue.
-    assert _within(10, lambda: _stopped(node.process.pid))
-    client = subprocess.Popen(
-        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path)]
-        + ["--timeout", "30", "command", "--", "touch", str(marker)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(),
-        cwd=REPO,
+    client = queued_at_a_stopped_dvsd(
+        node, "--timeout", "30", "command", "--", "touch", str(marker)
     )
     try:
-        assert _within(20, lambda: queue_row(node.request_key)["qnum"] == 1)
         node.kill()
         _, stderr = client.communicate(timeout=20)
     finally:
@@ -401,19 +414,8 @@ def test_a_request_older_than_its_timeout_is_answered_not_run(touch_node, tmp_pa
 
 
 def test_a_status_answered_too_late_is_a_sentence_not_a_traceback(node):
-    node.process.send_signal(signal.SIGSTOP)
-    assert _within(10, lambda: _stopped(node.process.pid))
-    client = subprocess.Popen(
-        [sys.executable, "-m", "dvsd.cli", "--config", str(node.config_path)]
-        + ["--timeout", "1", "status"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(),
-        cwd=REPO,
-    )
+    client = queued_at_a_stopped_dvsd(node, "--timeout", "1", "status")
     try:
-        assert _within(20, lambda: queue_row(node.request_key)["qnum"] == 1)
         # Let the request outlive its 1 s timeout; dvsctl waits 3 s more.
         stale_at = time.monotonic() + 1.2
         while time.monotonic() < stale_at:
