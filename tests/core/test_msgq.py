@@ -157,22 +157,27 @@ async def test_reply_for_a_dead_client_is_dropped_without_blocking(queues):
     assert queues.replies.current_messages == 0  # the chunks it had queued are gone
 
 
+def read_reply(queues, client: int, cseq: int, pause: float = 0.0) -> bytes:
+    """Block like dvsctl until reply ``cseq`` is whole; ``pause`` before each chunk."""
+    assembler = Reassembler(cseq)
+    while True:
+        time.sleep(pause)
+        chunk, _ = queues.replies.receive(type=client)
+        whole = assembler.feed(chunk)
+        if whole is not None:
+            return whole
+
+
 async def test_reply_waits_for_a_live_slow_reader(queues):
     payload = os.urandom(100_000)
     client = os.getpid()
     received: list[bytes] = []
 
-    def read_all() -> None:
-        assembler = Reassembler(7)
-        while True:
-            chunk, _ = queues.replies.receive(type=client)
-            whole = assembler.feed(chunk)
-            if whole is not None:
-                received.append(whole)
-                return
+    async def reader() -> None:
+        received.append(await trio.to_thread.run_sync(read_reply, queues, client, 7))
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.to_thread.run_sync, read_all)
+        nursery.start_soon(reader)
         with trio.fail_after(10):
             assert await queues.deliver(client, client, 7, payload)
     assert received == [payload]
@@ -290,19 +295,15 @@ async def test_a_reader_that_keeps_reading_is_not_taken_for_a_non_reader(queues)
     client = os.getpid()
     received: list[bytes] = []
 
-    def read_slowly() -> None:
-        assembler = Reassembler(8)
-        while True:
-            # slower than dvsd sends, so the queue fills, but never stopping
-            time.sleep(READ_GRACE / 3)
-            chunk, _ = queues.replies.receive(type=client)
-            whole = assembler.feed(chunk)
-            if whole is not None:
-                received.append(whole)
-                return
+    async def slow_reader() -> None:
+        # slower than dvsd sends, so the queue fills, but never stopping
+        reply = await trio.to_thread.run_sync(
+            read_reply, queues, client, 8, READ_GRACE / 3
+        )
+        received.append(reply)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.to_thread.run_sync, read_slowly)
+        nursery.start_soon(slow_reader)
         with trio.fail_after(20):
             assert await queues.deliver(client, client, 8, payload)
     assert received == [payload]
