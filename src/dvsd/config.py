@@ -49,11 +49,6 @@ class MembershipEvent(enum.StrEnum):
     MERGE = "merge"
 
 
-#: Node and DC ids are slots of the DVK's tables, so the kernel's compiled-in
-#: sizes bound them (the wire could name more).
-MAX_NODE_ID = NR_NODES - 1
-MAX_DC_ID = NR_DCS - 1
-
 @attrs.frozen
 class GcsConfig:
     """``[gcs]``: the group communication system that links the nodes."""
@@ -180,11 +175,7 @@ def from_mapping(raw: dict[str, Any], *, source: str = "mapping") -> Config:
     node_id = raw.get("node_id", 0)
     if isinstance(node_id, bool) or not isinstance(node_id, int):
         raise ConfigError(f"key node_id must be an integer, got {node_id!r}")
-    if not 0 <= node_id <= MAX_NODE_ID:
-        raise ConfigError(
-            f"key node_id must be in 0..{MAX_NODE_ID} (the DVK has {NR_NODES} node"
-            f" slots), got {node_id}"
-        )
+    check_node_id(node_id, "key node_id")
 
     built = {name: _section(raw, name, cls) for name, cls in sections.items()}
     _check(built)
@@ -195,12 +186,18 @@ def from_mapping(raw: dict[str, Any], *, source: str = "mapping") -> Config:
 
 def with_node_id(settings: Config, node_id: int) -> Config:
     """The same configuration for another node id (``dvsd --node-id``)."""
-    if not 0 <= node_id <= MAX_NODE_ID:
+    check_node_id(node_id, "node id")
+    return attrs.evolve(settings, node_id=node_id)
+
+
+def check_node_id(node_id: int, what: str) -> None:
+    """A node id is a slot of the DVK's node table, so the kernel's compiled-in
+    size bounds it (the wire could name more)."""
+    if not 0 <= node_id < NR_NODES:
         raise ConfigError(
-            f"node id must be in 0..{MAX_NODE_ID} (the DVK has {NR_NODES} node"
+            f"{what} must be in 0..{NR_NODES - 1} (the DVK has {NR_NODES} node"
             f" slots), got {node_id}"
         )
-    return attrs.evolve(settings, node_id=node_id)
 
 
 def _reject_unknown(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
@@ -323,8 +320,8 @@ def _check(built: dict[str, Any]) -> None:
         )
     cluster: ClusterConfig = built["cluster"]
     for key, ids, highest in (
-        ("nodes", cluster.nodes, MAX_NODE_ID),
-        ("dcs", cluster.dcs, MAX_DC_ID),
+        ("nodes", cluster.nodes, NR_NODES - 1),
+        ("dcs", cluster.dcs, NR_DCS - 1),
     ):
         wrong = [value for value in ids if not 0 <= value <= highest]
         if wrong:

@@ -22,7 +22,7 @@ import msgpack
 from dvsd import config as config_module
 from dvsd import logsetup
 from dvsd.cli.framework import COMMANDS, Command, default_render
-from dvsd.config import MAX_NODE_ID
+from dvsd.kernel import abi
 from dvsd.registry import REGISTRY, RequestError, build_params, load_handlers
 from dvsd.rqst import ReturnCode, request_type_name, return_code_name
 from dvsd.transport.msgq import (
@@ -79,9 +79,9 @@ def parse_nodes(text: str) -> list[int]:
                 f"ids and ranges like 0-2,5 expected; {part!r} is neither"
             ) from None
         # checked before the range is expanded: 0-10**12 must not fill memory
-        if first < 0 or last > MAX_NODE_ID:
+        if first < 0 or last > abi.NR_NODES - 1:
             raise argparse.ArgumentTypeError(
-                f"node ids must be in 0..{MAX_NODE_ID}, got {part!r}"
+                f"node ids must be in 0..{abi.NR_NODES - 1}, got {part!r}"
             )
         nodes.update(range(first, last + 1))
     return sorted(nodes)
@@ -95,9 +95,9 @@ def node_id(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"a node id expected, got {text!r}"
         ) from None
-    if not 0 <= value <= MAX_NODE_ID:
+    if not 0 <= value <= abi.NR_NODES - 1:
         raise argparse.ArgumentTypeError(
-            f"node id must be in 0..{MAX_NODE_ID}, got {value}"
+            f"node id must be in 0..{abi.NR_NODES - 1}, got {value}"
         )
     return value
 
